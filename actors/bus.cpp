@@ -1,0 +1,64 @@
+#include "bus.hpp"
+
+#include <algorithm>
+
+#include "../messages/channel_name.hpp"
+#include "../messages/errors.hpp"
+#include "listener.hpp"
+#include "pq_connection.hpp"
+#include "registry.hpp"
+
+namespace pgnotify {
+
+namespace {
+
+bus_actor::behavior_type bus(bus_actor::pointer self, registry_settings registry_config,
+                             listener_settings listener_config, connection_factory connect) {
+  auto reg = self->spawn<caf::linked>(registry, std::move(registry_config));
+  // Detached: connecting and LISTEN block, and must not stall CAF's workers.
+  auto lis = self->spawn<caf::detached + caf::linked>(listener, std::move(connect), reg,
+                                                      std::move(listener_config));
+  return {
+      [=](subscribe_atom, std::string& channel, caf::actor& who) {
+        return self->delegate(reg, subscribe_atom_v, std::move(channel), std::move(who));
+      },
+      [=](subscribe_atom, std::string& channel, caf::actor& who, uint32_t bound) {
+        return self->delegate(reg, subscribe_atom_v, std::move(channel), std::move(who), bound);
+      },
+      [=](unsubscribe_atom, std::string& channel, caf::actor& who) {
+        return self->delegate(reg, unsubscribe_atom_v, std::move(channel), std::move(who));
+      },
+      [=](reconnects_atom, caf::actor& who) {
+        return self->delegate(reg, reconnects_atom_v, std::move(who));
+      },
+      [=](channels_atom) { return self->delegate(reg, channels_atom_v); },
+      [=](stats_atom) { return self->delegate(reg, stats_atom_v); },
+      [=](status_atom) { return self->delegate(lis, status_atom_v); },
+  };
+}
+
+}  // namespace
+
+caf::expected<bus_actor> spawn_bus(caf::actor_system& sys, bus_settings settings,
+                                   connection_factory connect) {
+  for (const auto& channel : settings.channels)
+    if (auto err = validate_channel_name(channel)) return err;
+  if (settings.default_bound == 0)
+    return make_error(errc::invalid_argument, "default_bound must be at least 1");
+  auto channels = settings.channels;
+  std::sort(channels.begin(), channels.end());
+  channels.erase(std::unique(channels.begin(), channels.end()), channels.end());
+  return sys.spawn(bus, registry_settings{channels, settings.default_bound},
+                   listener_settings{channels, settings.backoff}, std::move(connect));
+}
+
+caf::expected<bus_actor> spawn_bus(caf::actor_system& sys, bus_settings settings) {
+  auto conninfo = prepare_conninfo(settings.conninfo, settings.connection);
+  if (!conninfo) return std::move(conninfo.error());
+  auto connect = [conninfo = *conninfo]() -> std::unique_ptr<connection> {
+    return std::make_unique<pq_connection>(conninfo);
+  };
+  return spawn_bus(sys, std::move(settings), connect);
+}
+
+}  // namespace pgnotify

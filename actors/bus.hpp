@@ -1,0 +1,40 @@
+// The bus: the user's entry point. spawn_bus validates the settings, spawns the
+// registry and the listener linked to the bus (they live and die together), and
+// returns a typed handle; stop it with caf::anon_send_exit(bus, exit_reason::user_shutdown).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <caf/expected.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include "../messages/protocol.hpp"
+#include "backoff.hpp"
+#include "connection.hpp"
+#include "conninfo.hpp"
+
+namespace pgnotify {
+
+struct bus_settings {
+  /// A libpq connection string or URI; empty means the PG* environment variables.
+  std::string conninfo;
+  /// The fixed channel set (duplicates are ignored). Empty is a valid, idle bus.
+  std::vector<std::string> channels;
+  backoff_settings backoff;
+  connection_defaults connection;
+  /// Notifications a subscriber may have unacked before it starts missing some.
+  uint32_t default_bound = 256;
+};
+
+/// Spawns a bus connected to PostgreSQL. Errors (before anything is spawned):
+/// invalid_channel for a bad channel name, invalid_argument for a connection
+/// string libpq cannot parse or a default_bound of 0.
+caf::expected<bus_actor> spawn_bus(caf::actor_system& sys, bus_settings settings);
+
+/// The same with another way to connect: for tests and embedding.
+caf::expected<bus_actor> spawn_bus(caf::actor_system& sys, bus_settings settings,
+                                   connection_factory connect);
+
+}  // namespace pgnotify

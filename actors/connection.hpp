@@ -1,0 +1,36 @@
+// What the listener needs from a database connection. pq_connection is the real
+// one (libpqxx); the listener's deterministic tests script a fake.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../messages/protocol.hpp"
+
+namespace pgnotify {
+
+class connection {
+ public:
+  virtual ~connection() = default;
+
+  /// LISTENs on `channel` (sent as a quoted identifier); returns once the server
+  /// acknowledged it. Throws std::exception on failure.
+  virtual void listen(const std::string& channel) = 0;
+
+  /// Reads whatever has arrived, without blocking, and appends its notifications,
+  /// stamped with `generation`, to `out`. Throws std::exception once the
+  /// connection is lost.
+  virtual void receive(std::vector<notification>& out, uint64_t generation) = 0;
+
+  /// Sends readable_atom to `listener` once the socket has something to read
+  /// (data, EOF or an error). One shot: call again after each receive().
+  virtual void notify_when_readable(const listener_actor& listener) = 0;
+};
+
+/// Opens a connection, or throws std::exception with a message fit for a log
+/// (never containing the password).
+using connection_factory = std::function<std::unique_ptr<connection>()>;
+
+}  // namespace pgnotify

@@ -1,0 +1,89 @@
+#include "conninfo.hpp"
+
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+#include <fmt/format.h>
+#include <libpq-fe.h>
+
+#include "../messages/errors.hpp"
+
+namespace pgnotify {
+
+namespace {
+
+struct parsed_options {
+  std::unique_ptr<PQconninfoOption, decltype(&PQconninfoFree)> options{nullptr, &PQconninfoFree};
+  std::string error;
+};
+
+parsed_options parse(const std::string& conninfo) {
+  parsed_options result;
+  char* error = nullptr;
+  result.options.reset(PQconninfoParse(conninfo.c_str(), &error));
+  if (error) {
+    result.error = error;
+    PQfreemem(error);
+    while (!result.error.empty() && result.error.back() == '\n') result.error.pop_back();
+  } else if (!result.options) {
+    result.error = "out of memory";
+  }
+  return result;
+}
+
+// libpq's key=value quoting: single quotes, with \ and ' escaped by a backslash.
+void append_setting(std::string& out, const std::string& key, const std::string& value) {
+  if (!out.empty()) out += ' ';
+  out += key;
+  out += "='";
+  for (char c : value) {
+    if (c == '\\' || c == '\'') out += '\\';
+    out += c;
+  }
+  out += '\'';
+}
+
+}  // namespace
+
+caf::expected<std::string> prepare_conninfo(const std::string& conninfo,
+                                            const connection_defaults& defaults) {
+  auto parsed = parse(conninfo);
+  if (!parsed.options)
+    return make_error(errc::invalid_argument, "bad connection string: " + parsed.error);
+  const std::vector<std::pair<std::string, std::string>> wanted{
+      {"connect_timeout", std::to_string(defaults.connect_timeout_s)},
+      {"keepalives", "1"},
+      {"keepalives_idle", std::to_string(defaults.keepalives_idle_s)},
+      {"keepalives_interval", std::to_string(defaults.keepalives_interval_s)},
+      {"keepalives_count", std::to_string(defaults.keepalives_count)},
+      {"tcp_user_timeout", std::to_string(defaults.tcp_user_timeout_ms)},
+      {"application_name", defaults.application_name},
+  };
+  std::string result;
+  for (auto* opt = parsed.options.get(); opt->keyword; ++opt) {
+    std::string key = opt->keyword;
+    if (opt->val) {
+      append_setting(result, key, opt->val);
+      continue;
+    }
+    bool from_environment = opt->envvar && std::getenv(opt->envvar);
+    if (from_environment) continue;
+    for (const auto& [wanted_key, value] : wanted)
+      if (key == wanted_key) append_setting(result, key, value);
+  }
+  return result;
+}
+
+std::string redact_conninfo(const std::string& conninfo) {
+  auto parsed = parse(conninfo);
+  if (!parsed.options) return "(unparsable connection string)";
+  std::string result;
+  for (auto* opt = parsed.options.get(); opt->keyword; ++opt)
+    // libpq marks secrets (password, sslpassword) with the display character '*'.
+    if (opt->val && !(opt->dispchar && opt->dispchar[0] == '*'))
+      append_setting(result, opt->keyword, opt->val);
+  return result.empty() ? "(libpq defaults)" : result;
+}
+
+}  // namespace pgnotify

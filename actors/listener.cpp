@@ -1,0 +1,107 @@
+#include "listener.hpp"
+
+#include <caf/timestamp.hpp>
+#include "log.hpp"
+
+namespace pgnotify {
+
+namespace {
+
+listener_actor::behavior_type disconnected(listener_pointer self);
+listener_actor::behavior_type listening(listener_pointer self);
+
+bus_status current_status(listener_pointer self) {
+  auto result = self->state.status;
+  if (result.state == connection_state::backing_off)
+    result.retry_in = std::max(caf::timespan{0}, self->state.retry_at - self->clock().now());
+  return result;
+}
+
+void fail(listener_pointer self, const std::string& what) {
+  auto& st = self->state;
+  st.conn.reset();
+  auto now = self->clock().now();
+  if (st.connected_at && now - *st.connected_at >= st.settings.backoff.stable_after)
+    st.delays->reset();
+  st.connected_at.reset();
+  auto delay = st.delays->next();
+  st.status.state = connection_state::backing_off;
+  st.status.last_error = what;
+  st.status.last_error_at = caf::make_timestamp();
+  st.status.retry_in = delay;
+  st.retry_at = now + delay;
+  logger()->warn("pgnotify: {}; reconnecting in {} ms", what,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(delay).count());
+  self->delayed_send(self, delay, connect_atom_v);
+  self->become(disconnected(self));
+}
+
+void try_connect(listener_pointer self) {
+  auto& st = self->state;
+  st.status.state = connection_state::connecting;
+  try {
+    auto conn = st.connect();
+    for (const auto& channel : st.settings.channels) conn->listen(channel);
+    st.conn = std::move(conn);
+  } catch (const std::exception& e) {
+    return fail(self, e.what());
+  }
+  // Only now, with every LISTEN acknowledged, does a new generation begin.
+  st.connected_at = self->clock().now();
+  st.status.state = connection_state::listening;
+  st.status.generation += 1;
+  st.status.retry_in = caf::timespan{0};
+  logger()->info("pgnotify: connected, generation {}, listening on {} channel(s)",
+                 st.status.generation, st.settings.channels.size());
+  self->send(st.registry, reconnected{st.status.generation});
+  st.conn->notify_when_readable(self);
+  self->become(listening(self));
+}
+
+listener_actor::behavior_type disconnected(listener_pointer self) {
+  return {
+      [=](connect_atom) { try_connect(self); },
+      [=](readable_atom) {
+        // From a connection that is gone already: nothing to read.
+      },
+      [=](status_atom) { return current_status(self); },
+  };
+}
+
+listener_actor::behavior_type listening(listener_pointer self) {
+  return {
+      [=](connect_atom) {
+        // A stale retry timer: already connected.
+      },
+      [=](readable_atom) {
+        auto& st = self->state;
+        try {
+          st.conn->receive(st.buffer, st.status.generation);
+        } catch (const std::exception& e) {
+          st.buffer.clear();
+          return fail(self, fmt::format("connection lost: {}", e.what()));
+        }
+        if (!st.buffer.empty()) {
+          self->send(st.registry, received_notifications{std::move(st.buffer)});
+          st.buffer = {};
+        }
+        st.conn->notify_when_readable(self);
+      },
+      [=](status_atom) { return current_status(self); },
+  };
+}
+
+}  // namespace
+
+listener_actor::behavior_type listener(listener_pointer self, connection_factory connect,
+                                       registry_actor registry, listener_settings settings) {
+  auto& st = self->state;
+  st.connect = std::move(connect);
+  st.registry = std::move(registry);
+  st.delays = std::make_unique<backoff>(settings.backoff);
+  st.settings = std::move(settings);
+  self->send(self, connect_atom_v);
+  return disconnected(self);
+}
+
+}  // namespace pgnotify

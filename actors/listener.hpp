@@ -1,0 +1,50 @@
+// The listener actor: owns the single database connection. It connects, LISTENs
+// on every channel, hands one received_notifications per socket read to the
+// registry, and on any failure reconnects with backoff, LISTENs again and only
+// then bumps the generation (reconnected{g} to the registry).
+//
+// States (behaviors): disconnected (connecting or backing off: waits for
+// connect_atom) and listening (waits for readable_atom). Both answer status.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/actor_clock.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include "../messages/protocol.hpp"
+#include "backoff.hpp"
+#include "connection.hpp"
+
+namespace pgnotify {
+
+struct listener_settings {
+  std::vector<std::string> channels;  ///< validated names
+  backoff_settings backoff;
+};
+
+struct listener_state {
+  static inline const char* name = "pgnotify.listener";
+
+  connection_factory connect;
+  registry_actor registry;
+  listener_settings settings;
+  std::unique_ptr<pgnotify::backoff> delays;
+  std::unique_ptr<connection> conn;
+  bus_status status;
+  std::optional<caf::actor_clock::time_point> connected_at;
+  caf::actor_clock::time_point retry_at;
+  std::vector<notification> buffer;  ///< reused across reads
+};
+
+using listener_pointer = listener_actor::stateful_pointer<listener_state>;
+
+/// Spawn detached in production (connecting blocks); tests spawn it under the
+/// deterministic scheduler with a scripted connection_factory.
+listener_actor::behavior_type listener(listener_pointer self, connection_factory connect,
+                                       registry_actor registry, listener_settings settings);
+
+}  // namespace pgnotify

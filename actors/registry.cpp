@@ -1,0 +1,212 @@
+#include "registry.hpp"
+
+#include <algorithm>
+
+#include <caf/make_message.hpp>
+#include <caf/send.hpp>
+#include "log.hpp"
+
+#include "../messages/channel_name.hpp"
+#include "../messages/errors.hpp"
+
+namespace pgnotify {
+
+namespace {
+
+// Subscribers are dynamically typed actors, which a typed actor cannot send() to;
+// unsafe_send_as keeps the registry as the sender, so acks find their way back.
+template <class... Ts>
+void send_to(registry_pointer self, const caf::actor& subscriber, Ts&&... xs) {
+  caf::unsafe_send_as(self, subscriber, std::forward<Ts>(xs)...);
+}
+
+void track(registry_pointer self, const caf::actor& who) {
+  if (self->state.monitored[who.address()]++ == 0) self->monitor(who);
+}
+
+void untrack(registry_pointer self, const caf::actor& who) {
+  auto i = self->state.monitored.find(who.address());
+  if (i != self->state.monitored.end() && --i->second == 0) {
+    self->demonitor(who);
+    self->state.monitored.erase(i);
+  }
+}
+
+caf::expected<std::vector<subscription>*> find_channel(registry_pointer self,
+                                                       const std::string& channel) {
+  if (auto err = validate_channel_name(channel)) return err;
+  auto i = self->state.channels.find(channel);
+  if (i == self->state.channels.end())
+    return make_error(errc::unknown_channel, "not one of the bus's channels: " + channel);
+  return &i->second;
+}
+
+caf::result<caf::ok_atom> subscribe(registry_pointer self, const std::string& channel,
+                                    caf::actor who, uint32_t bound) {
+  if (!who) return make_error(errc::invalid_argument, "subscriber is an invalid actor handle");
+  if (bound == 0) return make_error(errc::invalid_argument, "bound must be at least 1");
+  auto subs = find_channel(self, channel);
+  if (!subs) return std::move(subs.error());
+  auto i = std::find_if((*subs)->begin(), (*subs)->end(),
+                        [&](const subscription& s) { return s.subscriber == who; });
+  if (i != (*subs)->end()) {
+    i->bound = bound;  // subscribing again only updates the bound
+  } else {
+    track(self, who);
+    (*subs)->push_back(subscription{std::move(who), bound});
+  }
+  return caf::ok_atom_v;
+}
+
+// Delivers one channel's notifications to its subscribers: the whole batch as one
+// shared message to each subscriber with room for it, a copied prefix to one with
+// room for part of it, and a count to one that is lagging.
+void dispatch(registry_pointer self, const std::string& channel, std::vector<subscription>& subs,
+              std::vector<notification>&& items) {
+  auto& st = self->state;
+  if (subs.empty()) {
+    logger()->debug("pgnotify: {} notification(s) on {:?} without subscribers", items.size(),
+                    channel);
+    return;
+  }
+  auto count = static_cast<uint32_t>(items.size());
+  auto shared = caf::make_message(notification_batch{std::move(items)});
+  const auto& all = shared.get_as<notification_batch>(0).notifications;
+  for (auto& sub : subs) {
+    uint32_t room = sub.unreported > 0 ? 0 : sub.bound - std::min(sub.bound, sub.in_flight);
+    uint32_t sent = std::min(room, count);
+    if (sent == count) {
+      send_to(self, sub.subscriber, shared);
+    } else if (sent > 0) {
+      send_to(self, sub.subscriber,
+              notification_batch{std::vector<notification>(all.begin(), all.begin() + sent)});
+    }
+    sub.in_flight += sent;
+    sub.delivered += sent;
+    sub.unreported += count - sent;
+    sub.missed += count - sent;
+    st.delivered += sent;
+    st.missed += count - sent;
+  }
+}
+
+void route(registry_pointer self, const std::string& channel, std::vector<notification>&& items) {
+  auto i = self->state.channels.find(channel);
+  if (i == self->state.channels.end()) {
+    logger()->debug("pgnotify: ignoring a notification on unregistered channel {:?}", channel);
+    return;
+  }
+  dispatch(self, channel, i->second, std::move(items));
+}
+
+void forget(registry_pointer self, const caf::actor_addr& who) {
+  auto& st = self->state;
+  for (auto& [channel, subs] : st.channels)
+    subs.erase(std::remove_if(subs.begin(), subs.end(),
+                              [&](const subscription& s) { return s.subscriber.address() == who; }),
+               subs.end());
+  auto& gens = st.reconnect_subscribers;
+  gens.erase(std::remove_if(gens.begin(), gens.end(),
+                            [&](const caf::actor& a) { return a.address() == who; }),
+             gens.end());
+  st.monitored.erase(who);
+}
+
+}  // namespace
+
+registry_actor::behavior_type registry(registry_pointer self, registry_settings settings) {
+  auto& st = self->state;
+  st.default_bound = settings.default_bound;
+  for (auto& channel : settings.channels) st.channels[channel];
+  self->set_down_handler([=](caf::down_msg& msg) { forget(self, msg.source); });
+  // A subscriber that does not understand a message answers with an error; the
+  // default handler would make the registry quit. One bad subscriber must not.
+  self->set_error_handler([=](caf::error& err) {
+    logger()->warn("pgnotify: a subscriber rejected a message: {}", self->system().render(err));
+  });
+  return {
+      [=](subscribe_atom, const std::string& channel, caf::actor who) {
+        return subscribe(self, channel, std::move(who), self->state.default_bound);
+      },
+      [=](subscribe_atom, const std::string& channel, caf::actor who, uint32_t bound) {
+        return subscribe(self, channel, std::move(who), bound);
+      },
+      [=](unsubscribe_atom, const std::string& channel,
+          const caf::actor& who) -> caf::result<caf::ok_atom> {
+        auto subs = find_channel(self, channel);
+        if (!subs) return std::move(subs.error());
+        auto i = std::find_if((*subs)->begin(), (*subs)->end(),
+                              [&](const subscription& s) { return s.subscriber == who; });
+        if (i != (*subs)->end()) {
+          (*subs)->erase(i);
+          untrack(self, who);
+        }
+        return caf::ok_atom_v;
+      },
+      [=](reconnects_atom, caf::actor who) -> caf::result<uint64_t> {
+        if (!who)
+          return make_error(errc::invalid_argument, "subscriber is an invalid actor handle");
+        auto& gens = self->state.reconnect_subscribers;
+        if (std::find(gens.begin(), gens.end(), who) == gens.end()) {
+          track(self, who);
+          gens.push_back(std::move(who));
+        }
+        return self->state.generation;
+      },
+      [=](channels_atom) {
+        std::vector<std::string> names;
+        for (const auto& entry : self->state.channels) names.push_back(entry.first);
+        std::sort(names.begin(), names.end());
+        return names;
+      },
+      [=](stats_atom) {
+        const auto& st = self->state;
+        bus_stats result{st.received, st.delivered, st.missed, st.generation, {}};
+        for (const auto& [channel, subs] : st.channels)
+          for (const auto& s : subs)
+            result.subscriptions.push_back(subscription_stats{
+                channel, s.subscriber.address(), s.bound, s.in_flight, s.delivered, s.missed});
+        return result;
+      },
+      [=](received_notifications& batch) {
+        auto& items = batch.notifications;
+        self->state.received += items.size();
+        if (items.empty()) return;
+        // One socket read is almost always one channel: pass it on whole.
+        const auto& first = items.front().channel;
+        if (std::all_of(items.begin(), items.end(),
+                        [&](const notification& n) { return n.channel == first; })) {
+          auto channel = first;
+          return route(self, channel, std::move(items));
+        }
+        std::vector<std::pair<std::string, std::vector<notification>>> groups;
+        for (auto& n : items) {
+          auto g = std::find_if(groups.begin(), groups.end(),
+                                [&](const auto& group) { return group.first == n.channel; });
+          if (g == groups.end()) g = groups.insert(groups.end(), {n.channel, {}});
+          g->second.push_back(std::move(n));
+        }
+        for (auto& [channel, group] : groups) route(self, channel, std::move(group));
+      },
+      [=](const reconnected& msg) {
+        self->state.generation = msg.generation;
+        for (const auto& who : self->state.reconnect_subscribers) send_to(self, who, msg);
+      },
+      [=](ack_atom, const std::string& channel, uint32_t count) {
+        auto i = self->state.channels.find(channel);
+        if (i == self->state.channels.end()) return;
+        auto sender = caf::actor_cast<caf::actor_addr>(self->current_sender());
+        for (auto& sub : i->second) {
+          if (sub.subscriber.address() != sender) continue;
+          sub.in_flight -= std::min(count, sub.in_flight);
+          if (sub.in_flight == 0 && sub.unreported > 0) {
+            send_to(self, sub.subscriber, lagged{channel, sub.unreported});
+            sub.unreported = 0;
+          }
+          return;
+        }
+      },
+  };
+}
+
+}  // namespace pgnotify

@@ -1,0 +1,50 @@
+// The registry actor: channel -> subscribers. Fans each socket read out as one
+// shared batch per channel, bounds each subscriber's unacked notifications,
+// tells a subscriber that overflowed exactly how many it missed, broadcasts
+// reconnected{g}, and forgets subscribers that die.
+#pragma once
+
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <caf/typed_event_based_actor.hpp>
+
+#include "../messages/protocol.hpp"
+
+namespace pgnotify {
+
+struct registry_settings {
+  std::vector<std::string> channels;  ///< validated names
+  uint32_t default_bound = 256;
+};
+
+struct subscription {
+  caf::actor subscriber;
+  uint32_t bound = 0;
+  uint32_t in_flight = 0;   ///< sent, not yet acked
+  uint64_t unreported = 0;  ///< missed since the last lagged message
+  uint64_t delivered = 0;
+  uint64_t missed = 0;
+};
+
+struct registry_state {
+  static inline const char* name = "pgnotify.registry";
+
+  /// The fixed channel set; each channel's subscriptions in subscription order.
+  std::unordered_map<std::string, std::vector<subscription>> channels;
+  std::vector<caf::actor> reconnect_subscribers;
+  /// How many subscriptions (channels plus reconnects) each monitored actor holds.
+  std::unordered_map<caf::actor_addr, size_t> monitored;
+  uint32_t default_bound = 256;
+  uint64_t generation = 0;
+  uint64_t received = 0;
+  uint64_t delivered = 0;
+  uint64_t missed = 0;
+};
+
+using registry_pointer = registry_actor::stateful_pointer<registry_state>;
+
+registry_actor::behavior_type registry(registry_pointer self, registry_settings settings);
+
+}  // namespace pgnotify

@@ -1,0 +1,74 @@
+#include "subscriber.hpp"
+
+#include <caf/event_based_actor.hpp>
+
+namespace pgnotify {
+
+namespace {
+
+using subscriber_pointer = caf::stateful_actor<subscriber_state>*;
+
+void confirm_one(subscriber_pointer self) {
+  auto& st = self->state;
+  if (--st.pending_replies == 0 && st.callbacks.on_subscribed)
+    st.callbacks.on_subscribed(st.snapshot);
+}
+
+void refuse(subscriber_pointer self, caf::error& err) {
+  if (self->state.callbacks.on_error) self->state.callbacks.on_error(err);
+  self->quit(std::move(err));
+}
+
+}  // namespace
+
+caf::behavior subscriber(caf::stateful_actor<subscriber_state>* self, subscription_actor bus,
+                         subscriber_options options, subscriber_callbacks callbacks) {
+  auto& st = self->state;
+  st.callbacks = std::move(callbacks);
+  st.pending_replies = options.channels.size() + 1;
+  auto me = caf::actor_cast<caf::actor>(self);
+  // The registry handles requests in order, so the snapshot reply arrives before
+  // any reconnected{g} broadcast that could follow it.
+  self->request(bus, caf::infinite, reconnects_atom_v, me)
+      .then(
+          [=](uint64_t generation) {
+            self->state.snapshot = generation;
+            confirm_one(self);
+          },
+          [=](caf::error& err) { refuse(self, err); });
+  for (auto& channel : options.channels) {
+    auto on_reply = [=](caf::ok_atom) { confirm_one(self); };
+    auto on_error = [=](caf::error& err) { refuse(self, err); };
+    if (options.bound)
+      self->request(bus, caf::infinite, subscribe_atom_v, channel, me, *options.bound)
+          .then(on_reply, on_error);
+    else
+      self->request(bus, caf::infinite, subscribe_atom_v, channel, me).then(on_reply, on_error);
+  }
+  return {
+      [=](const notification_batch& batch) {
+        const auto& items = batch.notifications;
+        if (items.empty()) return;
+        for (const auto& n : items) self->state.callbacks.on_notification(n);
+        // Acks go to whoever sent the batch: the registry, even behind a bus.
+        self->send(caf::actor_cast<caf::actor>(self->current_sender()), ack_atom_v,
+                   items.front().channel, static_cast<uint32_t>(items.size()));
+      },
+      [=](const lagged& msg) {
+        if (self->state.callbacks.on_lagged) self->state.callbacks.on_lagged(msg);
+      },
+      [=](const reconnected& msg) {
+        auto& st = self->state;
+        if (is_reconnect(st.snapshot, msg.generation) && st.callbacks.on_reconnected)
+          st.callbacks.on_reconnected(msg.generation);
+        st.snapshot = std::max(st.snapshot, msg.generation);
+      },
+  };
+}
+
+caf::actor spawn_subscriber(caf::actor_system& sys, subscription_actor bus,
+                            subscriber_options options, subscriber_callbacks callbacks) {
+  return sys.spawn(subscriber, std::move(bus), std::move(options), std::move(callbacks));
+}
+
+}  // namespace pgnotify

@@ -1,0 +1,55 @@
+// The subscriber helper: one call gives a user per-notification callbacks. It
+// subscribes to its channels and to reconnects, unpacks batches, acks them to
+// the registry, applies the generation snapshot rule, and hands lagged and
+// reconnects to callbacks of their own. Callbacks run inside the actor.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include "../messages/protocol.hpp"
+
+namespace pgnotify {
+
+struct subscriber_callbacks {
+  /// Each notification, in order. Required.
+  std::function<void(const notification&)> on_notification;
+  /// This subscriber fell behind its bound and missed some notifications.
+  std::function<void(const lagged&)> on_lagged;
+  /// A reconnect after this subscriber's snapshot (see is_reconnect): notifications
+  /// may have been lost, resync from the tables.
+  std::function<void(uint64_t generation)> on_reconnected;
+  /// Every subscription is confirmed; `generation` is the snapshot (0 = not yet
+  /// connected). Notifications may arrive from now on.
+  std::function<void(uint64_t generation)> on_subscribed;
+  /// A subscription was refused (say, unknown_channel); the helper then quits
+  /// with this error as its exit reason.
+  std::function<void(const caf::error&)> on_error;
+};
+
+struct subscriber_options {
+  std::vector<std::string> channels;
+  std::optional<uint32_t> bound;  ///< unset: the bus's default bound
+};
+
+struct subscriber_state {
+  static inline const char* name = "pgnotify.subscriber";
+  subscriber_callbacks callbacks;
+  uint64_t snapshot = 0;
+  size_t pending_replies = 0;
+};
+
+caf::behavior subscriber(caf::stateful_actor<subscriber_state>* self, subscription_actor bus,
+                         subscriber_options options, subscriber_callbacks callbacks);
+
+/// Spawns the helper; `bus` may be a bus_actor or a registry_actor, local or remote.
+caf::actor spawn_subscriber(caf::actor_system& sys, subscription_actor bus,
+                            subscriber_options options, subscriber_callbacks callbacks);
+
+}  // namespace pgnotify

@@ -1,0 +1,96 @@
+#include "json.hpp"
+
+#include <ctime>
+
+#include <fmt/format.h>
+
+#include <pgnotify/messages/utf8.hpp>
+
+namespace pgnotify::app {
+
+void append_json_string(std::string& out, std::string_view text) {
+  static constexpr char hex[] = "0123456789abcdef";
+  out += '"';
+  for (size_t pos = 0; pos < text.size();) {
+    auto c = static_cast<unsigned char>(text[pos]);
+    if (c >= 0x80) {
+      auto length = utf8_sequence_length(text, pos);
+      if (length > 0) {
+        out.append(text.substr(pos, length));
+        pos += length;
+      } else {
+        out += "\\udc";
+        out += hex[c >> 4];
+        out += hex[c & 0xF];
+        ++pos;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      default:
+        if (c < 0x20 || c == 0x7F) {
+          out += "\\u00";
+          out += hex[c >> 4];
+          out += hex[c & 0xF];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+    ++pos;
+  }
+  out += '"';
+}
+
+std::string utc_timestamp(std::chrono::system_clock::time_point when) {
+  auto seconds = std::chrono::time_point_cast<std::chrono::seconds>(when);
+  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(when - seconds).count();
+  std::time_t t = std::chrono::system_clock::to_time_t(seconds);
+  std::tm utc{};
+  gmtime_r(&t, &utc);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", utc.tm_year + 1900,
+                     utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, micros);
+}
+
+std::string notification_event(const notification& n, std::chrono::system_clock::time_point at) {
+  std::string out = R"({"event":"notification","channel":)";
+  append_json_string(out, n.channel);
+  out += R"(,"payload":)";
+  append_json_string(out, n.payload);
+  out += fmt::format(R"(,"pid":{},"generation":{},"time":"{}"}})", n.backend_pid, n.generation,
+                     utc_timestamp(at));
+  return out;
+}
+
+std::string reconnected_event(uint64_t generation) {
+  return fmt::format(R"({{"event":"reconnected","generation":{}}})", generation);
+}
+
+std::string lagged_event(const lagged& msg) {
+  std::string out = R"({"event":"lagged","channel":)";
+  append_json_string(out, msg.channel);
+  out += fmt::format(R"(,"missed":{}}})", msg.missed);
+  return out;
+}
+
+}  // namespace pgnotify::app

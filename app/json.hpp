@@ -1,0 +1,27 @@
+// The JSON lines `pgnotify listen` prints (DESIGN.md §4).
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <string_view>
+
+#include <pgnotify/messages/protocol.hpp>
+
+namespace pgnotify::app {
+
+/// Appends `text` as a JSON string literal. Quotes, backslashes and control
+/// characters are escaped; valid UTF-8 passes through; each byte that is not
+/// part of valid UTF-8 becomes a lone surrogate \udc80-\udcff (the convention
+/// of Python's "surrogateescape"), so no payload is ever lost or emitted raw:
+/// json.loads(line)["payload"].encode("utf-8", "surrogateescape") gives back
+/// the exact bytes.
+void append_json_string(std::string& out, std::string_view text);
+
+/// "2026-11-27T03:00:00.123456Z"
+std::string utc_timestamp(std::chrono::system_clock::time_point when);
+
+std::string notification_event(const notification& n, std::chrono::system_clock::time_point at);
+std::string reconnected_event(uint64_t generation);
+std::string lagged_event(const lagged& msg);
+
+}  // namespace pgnotify::app

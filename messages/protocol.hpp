@@ -1,0 +1,187 @@
+// The whole pgnotify actor protocol: every message type, atom and typed actor
+// interface. Read this file to know what flows between the listener, the registry,
+// the bus and subscriber actors; DESIGN.md §2 is the prose version.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_addr.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/timestamp.hpp>
+#include <caf/type_id.hpp>
+#include <caf/typed_actor.hpp>
+
+// Atoms (at most 10 characters). CAF 0.17's CAF_ADD_ATOM assigns no type ID, so
+// the atoms may precede the type ID block in messages/type_ids.hpp.
+CAF_ADD_ATOM(pgnotify, pgnotify, subscribe_atom, "subscribe")
+CAF_ADD_ATOM(pgnotify, pgnotify, unsubscribe_atom, "unsubscrib")
+CAF_ADD_ATOM(pgnotify, pgnotify, reconnects_atom, "reconnects")
+CAF_ADD_ATOM(pgnotify, pgnotify, channels_atom, "channels")
+CAF_ADD_ATOM(pgnotify, pgnotify, ack_atom, "ack")
+CAF_ADD_ATOM(pgnotify, pgnotify, status_atom, "status")
+CAF_ADD_ATOM(pgnotify, pgnotify, stats_atom, "stats")
+CAF_ADD_ATOM(pgnotify, pgnotify, connect_atom, "connect")
+CAF_ADD_ATOM(pgnotify, pgnotify, readable_atom, "readable")
+
+namespace pgnotify {
+
+/// One NOTIFY as PostgreSQL delivered it.
+struct notification {
+  std::string channel;
+  std::string payload;      ///< byte for byte as sent; may be empty
+  int32_t backend_pid = 0;  ///< the notifying backend
+  uint64_t generation = 0;  ///< the connection generation it arrived in (>= 1)
+};
+
+/// Notifications of one channel from one socket read, in arrival order.
+/// registry -> subscriber. The registry sends one shared message to every
+/// subscriber that has room for all of it; the subscriber acks its size.
+struct notification_batch {
+  std::vector<notification> notifications;
+};
+
+/// Everything one socket read delivered, any channels, in arrival order.
+/// listener -> registry.
+struct received_notifications {
+  std::vector<notification> notifications;
+};
+
+/// registry -> subscriber: exactly `missed` notifications of `channel` were not
+/// delivered to this subscriber because it exceeded its bound. Sent once it has
+/// acked everything it was sent; the stream continues right after.
+struct lagged {
+  std::string channel;
+  uint64_t missed = 0;
+};
+
+/// listener -> registry -> reconnect subscribers: a (re)connect succeeded and
+/// every channel is LISTENed again. Generation 1 is the first connect.
+struct reconnected {
+  uint64_t generation = 0;
+};
+
+/// True when `generation` means "notifications may have been lost since you
+/// took `snapshot`": only a generation above both the snapshot and the boot
+/// connect (1) is a reconnect, so an early subscriber (snapshot 0) does not
+/// resync on boot, while a late one (snapshot g) resyncs on g + 1.
+constexpr bool is_reconnect(uint64_t snapshot, uint64_t generation) {
+  return generation > snapshot && generation > 1;
+}
+
+enum class connection_state : uint8_t { connecting, listening, backing_off };
+
+std::string to_string(connection_state x);
+
+/// bus/listener -> user: the connection's state.
+struct bus_status {
+  connection_state state = connection_state::connecting;
+  uint64_t generation = 0;
+  std::string last_error;        ///< empty if there never was one; never holds a password
+  caf::timestamp last_error_at;  ///< when last_error happened
+  caf::timespan retry_in{0};     ///< while backing off: the delay before the next attempt
+};
+
+/// One subscription's counters.
+struct subscription_stats {
+  std::string channel;
+  caf::actor_addr subscriber;
+  uint32_t bound = 0;
+  uint32_t in_flight = 0;  ///< sent, not yet acked
+  uint64_t delivered = 0;
+  uint64_t missed = 0;  ///< in total, reported or not
+};
+
+/// bus/registry -> user: counters since the bus started.
+struct bus_stats {
+  uint64_t received = 0;    ///< notifications read from the connection
+  uint64_t delivered = 0;   ///< notification deliveries to subscribers
+  uint64_t missed = 0;      ///< deliveries skipped because a subscriber lagged
+  uint64_t generation = 0;  ///< reconnects = generation - 1 once connected
+  std::vector<subscription_stats> subscriptions;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, notification& x) {
+  return f(caf::meta::type_name("pgnotify.notification"), x.channel, x.payload, x.backend_pid,
+           x.generation);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, notification_batch& x) {
+  return f(caf::meta::type_name("pgnotify.notification_batch"), x.notifications);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, received_notifications& x) {
+  return f(caf::meta::type_name("pgnotify.received_notifications"), x.notifications);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lagged& x) {
+  return f(caf::meta::type_name("pgnotify.lagged"), x.channel, x.missed);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, reconnected& x) {
+  return f(caf::meta::type_name("pgnotify.reconnected"), x.generation);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, bus_status& x) {
+  return f(caf::meta::type_name("pgnotify.bus_status"), x.state, x.generation, x.last_error,
+           x.last_error_at, x.retry_in);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, subscription_stats& x) {
+  return f(caf::meta::type_name("pgnotify.subscription_stats"), x.channel, x.subscriber, x.bound,
+           x.in_flight, x.delivered, x.missed);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, bus_stats& x) {
+  return f(caf::meta::type_name("pgnotify.bus_stats"), x.received, x.delivered, x.missed,
+           x.generation, x.subscriptions);
+}
+
+// -- typed interfaces ---------------------------------------------------------
+
+/// What users may ask of the bus (and of the registry behind it). Subscribers
+/// are plain `caf::actor`s that handle notification_batch, lagged and
+/// reconnected (actors/subscriber.hpp builds one from callbacks) and answer
+/// each batch with (ack_atom, channel, batch size) to the batch's sender.
+using subscription_actor = caf::typed_actor<
+    // Subscribe with the bus's default bound. Errors: invalid_channel, unknown_channel.
+    caf::replies_to<subscribe_atom, std::string, caf::actor>::with<caf::ok_atom>,
+    // Subscribe with a bound (>= 1) on notifications sent but not yet acked.
+    caf::replies_to<subscribe_atom, std::string, caf::actor, uint32_t>::with<caf::ok_atom>,
+    // Idempotent. Errors: invalid_channel, unknown_channel.
+    caf::replies_to<unsubscribe_atom, std::string, caf::actor>::with<caf::ok_atom>,
+    // Ask for reconnected{g} broadcasts; replies the current generation (0 = never connected).
+    caf::replies_to<reconnects_atom, caf::actor>::with<uint64_t>,
+    // The registered channel names, sorted.
+    caf::replies_to<channels_atom>::with<std::vector<std::string>>,
+    caf::replies_to<stats_atom>::with<bus_stats>>;
+
+/// The registry: subscription_actor plus what the listener and subscribers send it.
+using registry_actor =
+    subscription_actor::extend<caf::reacts_to<received_notifications>, caf::reacts_to<reconnected>,
+                               // subscriber -> registry: processed `count` notifications of
+                               // `channel`.
+                               caf::reacts_to<ack_atom, std::string, uint32_t>>;
+
+/// The listener: owns the connection; only the bus and the listener itself talk to it.
+using listener_actor =
+    caf::typed_actor<caf::reacts_to<connect_atom>,   // (re)connect now (self-sent, after a backoff)
+                     caf::reacts_to<readable_atom>,  // the socket has data (from the socket
+                                                     // watcher)
+                     caf::replies_to<status_atom>::with<bus_status>>;
+
+/// The bus: the user's entry point.
+using bus_actor = subscription_actor::extend<caf::replies_to<status_atom>::with<bus_status>>;
+
+}  // namespace pgnotify

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Stops a cluster started by scripts/pg-start.sh and removes its directory.
+set -uo pipefail
+dir=${1:?usage: pg-stop.sh DIR}
+[ -f "$dir/env" ] || exit 0
+# A test may have frozen a backend with SIGSTOP; let everything run so it can stop.
+pkill -CONT -u postgres 2>/dev/null || true
+runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+rm -rf "$dir"
