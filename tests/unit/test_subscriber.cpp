@@ -1,0 +1,110 @@
+// The subscriber helper against a real registry, on the deterministic scheduler.
+#include <doctest/doctest.h>
+
+#include <pgnotify/actors/registry.hpp>
+#include <pgnotify/actors/subscriber.hpp>
+
+#include "caf_fixture.hpp"
+
+using namespace std::chrono_literals;
+using namespace pgnotify;
+using namespace pgnotify::test;
+
+namespace {
+
+// Lives in a shared_ptr: the helper's callbacks may outlive the test body.
+struct seen {
+  std::vector<std::string> payloads;
+  std::vector<uint64_t> reconnects;
+  std::vector<lagged> lags;
+  std::vector<uint64_t> subscribed;
+  std::vector<caf::error> errors;
+};
+
+struct subscriber_fixture : caf_fixture {
+  registry_actor reg = stopped_at_exit(sys.spawn(registry, registry_settings{{"a"}, 256}));
+
+  subscriber_fixture() { sched.run(); }
+
+  std::pair<caf::actor, std::shared_ptr<seen>> spawn_helper(std::vector<std::string> channels,
+                                                            std::optional<uint32_t> bound = {}) {
+    auto log = std::make_shared<seen>();
+    subscriber_callbacks cb;
+    cb.on_notification = [log](const notification& n) { log->payloads.push_back(n.payload); };
+    cb.on_reconnected = [log](uint64_t g) { log->reconnects.push_back(g); };
+    cb.on_lagged = [log](const lagged& l) { log->lags.push_back(l); };
+    cb.on_subscribed = [log](uint64_t g) { log->subscribed.push_back(g); };
+    cb.on_error = [log](const caf::error& e) { log->errors.push_back(e); };
+    auto helper = stopped_at_exit(
+        spawn_subscriber(sys, reg, subscriber_options{std::move(channels), bound}, cb));
+    sched.run();
+    return {helper, log};
+  }
+
+  void generation(uint64_t g) {
+    self->send(reg, reconnected{g});
+    sched.run();
+  }
+
+  void deliver(int first, int count) {
+    received_notifications batch;
+    for (int i = first; i < first + count; ++i)
+      batch.notifications.push_back({"a", std::to_string(i), 1, 1});
+    self->send(reg, std::move(batch));
+    sched.run();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("subscriber: is_reconnect: the boot connect is never a reconnect") {
+  CHECK_FALSE(is_reconnect(0, 1));
+  CHECK(is_reconnect(0, 2));
+  CHECK_FALSE(is_reconnect(2, 2));
+  CHECK(is_reconnect(2, 3));
+  CHECK_FALSE(is_reconnect(3, 2));
+}
+
+TEST_CASE_FIXTURE(subscriber_fixture,
+                  "subscriber: an early subscriber resyncs on 2, not on the boot connect") {
+  auto [helper, log] = spawn_helper({"a"});
+  CHECK(log->subscribed == std::vector<uint64_t>{0});
+  generation(1);
+  CHECK(log->reconnects.empty());
+  generation(2);
+  CHECK(log->reconnects == std::vector<uint64_t>{2});
+}
+
+TEST_CASE_FIXTURE(subscriber_fixture,
+                  "subscriber: a late subscriber resyncs on the next generation only") {
+  generation(1);
+  generation(2);
+  auto [helper, log] = spawn_helper({"a"});
+  CHECK(log->subscribed == std::vector<uint64_t>{2});
+  generation(3);
+  CHECK(log->reconnects == std::vector<uint64_t>{3});
+}
+
+TEST_CASE_FIXTURE(subscriber_fixture, "subscriber: unpacks batches in order and acks them") {
+  auto [helper, log] = spawn_helper({"a"}, 5);
+  for (int i = 0; i < 20; ++i) deliver(i * 3, 3);
+  std::vector<std::string> expected;
+  for (int i = 0; i < 60; ++i) expected.push_back(std::to_string(i));
+  CHECK(log->payloads == expected);  // bound 5 < 60: only acks can make this pass
+  CHECK(log->lags.empty());
+  auto& subs = state_of<registry_state, registry_actor::base>(reg).channels["a"];
+  REQUIRE(subs.size() == 1);
+  CHECK(subs[0].in_flight == 0);
+}
+
+TEST_CASE_FIXTURE(subscriber_fixture,
+                  "subscriber: an unknown channel is reported and the helper quits") {
+  auto [helper, log] = spawn_helper({"a", "nope"});
+  REQUIRE(log->errors.size() == 1);
+  CHECK(log->subscribed.empty());
+  self->monitor(helper);
+  sched.run();
+  bool down = false;
+  self->receive([&](caf::down_msg&) { down = true; }, caf::after(0s) >> [] {});
+  CHECK(down);
+}
