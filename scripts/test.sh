@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh Debian 12 (as root): installs the
+# dependencies, builds, starts a throwaway PostgreSQL 15, runs every test
+# (unit, actor and integration tests), then the same tests again in a build
+# with AddressSanitizer + UndefinedBehaviorSanitizer, and stops the server.
+#   PGNOTIFY_SANITIZE=0 scripts/test.sh   skips the sanitizer pass
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+bash scripts/build.sh build
+
+pg_dir=$(bash scripts/pg-start.sh)
+trap 'bash scripts/pg-stop.sh "$pg_dir"' EXIT
+# shellcheck disable=SC1091
+source "$pg_dir/env"
+echo "test: PostgreSQL at $PGNOTIFY_TEST_URI"
+
+(cd build && ctest --output-on-failure --timeout 300)
+
+if [ "${PGNOTIFY_SANITIZE:-1}" != 0 ]; then
+  bash scripts/build.sh build-asan -DPGNOTIFY_SANITIZE=ON
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  (cd build-asan && ctest --output-on-failure --timeout 300)
+fi

@@ -1,0 +1,161 @@
+// Integration tests run against the real PostgreSQL that scripts/test.sh starts;
+// PGNOTIFY_TEST_URI says where. Without it every test fails loudly.
+#pragma once
+
+#include <chrono>
+#include <cstdlib>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+#include <fmt/format.h>
+#include <pqxx/pqxx>
+
+#include <pgnotify/actors/bus.hpp>
+#include <pgnotify/actors/subscriber.hpp>
+#include <pgnotify/messages/errors.hpp>
+#include <pgnotify/messages/type_ids.hpp>
+
+namespace pgnotify::test {
+
+inline std::string server_uri() {
+  const char* uri = std::getenv("PGNOTIFY_TEST_URI");
+  if (uri == nullptr || *uri == '\0')
+    throw std::runtime_error(
+      "PGNOTIFY_TEST_URI is not set: run the tests with scripts/test.sh, which starts a "
+      "throwaway PostgreSQL and sets it");
+  return uri;
+}
+
+/// What a forwarding subscriber tells the probe: which subscriber, and what.
+struct tagged_notification {
+  std::string tag;
+  notification n;
+};
+
+struct pg_fixture {
+  static constexpr auto patience = std::chrono::seconds(15);
+
+  caf::actor_system_config cfg;
+  caf::actor_system sys;
+  caf::scoped_actor probe;
+  std::string uri = server_uri();
+  /// Unique per test, so the test can find its listener's backend.
+  std::string application_name = fmt::format("pgnotify-test-{}", std::random_device{}());
+  pqxx::connection admin{uri};
+  bus_actor bus;
+  std::vector<caf::actor> helpers;
+
+  static caf::actor_system_config& init(caf::actor_system_config& c) {
+    add_message_types(c);
+    c.set("logger.console-verbosity", caf::atom("quiet"));
+    return c;
+  }
+
+  pg_fixture() : sys(init(cfg)), probe(sys) {}
+
+  ~pg_fixture() {
+    for (auto& h : helpers) caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
+    if (bus) caf::anon_send_exit(bus, caf::exit_reason::user_shutdown);
+  }
+
+  bus_settings settings(std::vector<std::string> channels) {
+    bus_settings s;
+    s.conninfo = uri;
+    s.channels = std::move(channels);
+    s.connection.application_name = application_name;
+    return s;
+  }
+
+  /// Spawns the bus and waits until it is LISTENing (generation 1).
+  void start_bus(bus_settings s) {
+    auto spawned = spawn_bus(sys, std::move(s));
+    if (!spawned) throw std::runtime_error("spawn_bus: " + render(spawned.error()));
+    bus = *spawned;
+    uint64_t generation = 0;
+    probe->request(bus, patience, reconnects_atom_v, caf::actor{probe})
+      .receive([&](uint64_t g) { generation = g; },
+               [](caf::error& e) { throw std::runtime_error(render(e)); });
+    if (generation == 0) wait_for_generation(1);
+  }
+
+  void start_channels(std::vector<std::string> channels) { start_bus(settings(std::move(channels))); }
+
+  /// Waits for reconnected{g} at the probe (which subscribed to reconnects).
+  void wait_for_generation(uint64_t wanted) {
+    for (;;) {
+      uint64_t got = 0;
+      probe->receive([&](const reconnected& r) { got = r.generation; },
+                     caf::after(patience) >> [&] {
+                       throw std::runtime_error(fmt::format("no reconnected{{{}}}", wanted));
+                     });
+      if (got >= wanted) {
+        if (got != wanted) throw std::runtime_error(fmt::format("generation {} skipped", wanted));
+        return;
+      }
+    }
+  }
+
+  /// A subscriber helper that forwards each notification to the probe as (tag, n).
+  void subscribe(const std::string& channel, const std::string& tag,
+                 std::optional<uint32_t> bound = {}) {
+    subscriber_callbacks cb;
+    auto target = caf::actor{probe};
+    cb.on_notification = [target, tag](const notification& n) {
+      caf::anon_send(target, tag, n);
+    };
+    cb.on_lagged = [target](const lagged& l) { caf::anon_send(target, l); };
+    cb.on_subscribed = [target](uint64_t) { caf::anon_send(target, caf::ok_atom_v); };
+    cb.on_error = [target](const caf::error& e) { caf::anon_send(target, e); };
+    helpers.push_back(spawn_subscriber(sys, bus, subscriber_options{{channel}, bound}, cb));
+    probe->receive([](caf::ok_atom) {},
+                   [](const caf::error& e) { throw std::runtime_error(render(e)); },
+                   caf::after(patience) >> [] { throw std::runtime_error("subscribe timed out"); });
+  }
+
+  tagged_notification next_notification() {
+    tagged_notification result;
+    probe->receive([&](std::string& tag, notification& n) { result = {tag, n}; },
+                   [](const lagged& l) {
+                     throw std::runtime_error(fmt::format("unexpected lagged: {}", l.missed));
+                   },
+                   caf::after(patience) >> [] { throw std::runtime_error("no notification"); });
+    return result;
+  }
+
+  void notify(const std::string& channel, const std::string& payload) {
+    pqxx::nontransaction tx{admin};
+    tx.exec_params("SELECT pg_notify($1, $2)", channel, payload);
+  }
+
+  void exec(const std::string& sql) {
+    pqxx::nontransaction tx{admin};
+    tx.exec(sql);
+  }
+
+  /// The pid of this test's listener backend (by its application_name).
+  int listener_pid() {
+    pqxx::nontransaction tx{admin};
+    auto rows =
+      tx.exec_params("SELECT pid FROM pg_stat_activity WHERE application_name = $1", application_name);
+    if (rows.size() != 1)
+      throw std::runtime_error(fmt::format("{} listener backends found", rows.size()));
+    return rows[0][0].as<int>();
+  }
+
+  bus_status status() {
+    bus_status result;
+    probe->request(bus, patience, status_atom_v)
+      .receive([&](bus_status& s) { result = s; },
+               [](caf::error& e) { throw std::runtime_error(render(e)); });
+    return result;
+  }
+};
+
+}  // namespace pgnotify::test

@@ -1,0 +1,132 @@
+// The bus end to end against a real PostgreSQL 15.
+#include <doctest/doctest.h>
+
+#include <map>
+#include <numeric>
+#include <thread>
+
+#include "pg_fixture.hpp"
+
+using namespace std::chrono_literals;
+using namespace pgnotify;
+using namespace pgnotify::test;
+
+TEST_CASE_FIXTURE(pg_fixture, "pg: payloads arrive byte-exact") {
+  start_channels({"payloads"});
+  subscribe("payloads", "s");
+  std::string big(7999, 'x');
+  for (size_t i = 0; i < big.size(); i += 97) big[i] = static_cast<char>('a' + i % 26);
+  const std::vector<std::string> payloads{
+    "", "plain", big, "ünïcødé ✓ 😀", R"(quotes ' " and \ backslash)", "line\nbreak\ttab",
+    R"({"json": [1, 2.5, null], "nested": {"k": "v"}})"};
+  for (const auto& p : payloads) notify("payloads", p);
+  for (const auto& p : payloads) {
+    auto got = next_notification();
+    CHECK(got.n.channel == "payloads");
+    CHECK(got.n.payload.size() == p.size());
+    CHECK(got.n.payload == p);
+    CHECK(got.n.generation == 1);
+    CHECK(got.n.backend_pid > 0);
+  }
+}
+
+TEST_CASE_FIXTURE(pg_fixture, "pg: two channels reach their own subscribers only") {
+  start_channels({"one", "two"});
+  subscribe("one", "first");
+  subscribe("two", "second");
+  notify("one", "1");
+  notify("two", "2");
+  notify("one", "3");
+  std::vector<std::string> first, second;
+  for (int i = 0; i < 3; ++i) {
+    auto got = next_notification();
+    (got.tag == "first" ? first : second).push_back(got.n.channel + ":" + got.n.payload);
+  }
+  CHECK(first == std::vector<std::string>{"one:1", "one:3"});
+  CHECK(second == std::vector<std::string>{"two:2"});
+}
+
+TEST_CASE_FIXTURE(pg_fixture, "pg: three subscribers of one channel each receive every notification in order") {
+  start_channels({"fan"});
+  const int count = 3000;
+  for (auto tag : {"a", "b", "c"}) subscribe("fan", tag, count);
+  exec(fmt::format("SELECT pg_notify('fan', g::text) FROM generate_series(1, {}) g", count));
+  std::map<std::string, std::vector<int>> seen;
+  for (int i = 0; i < 3 * count; ++i) {
+    auto got = next_notification();
+    seen[got.tag].push_back(std::stoi(got.n.payload));
+  }
+  std::vector<int> expected(count);
+  std::iota(expected.begin(), expected.end(), 1);
+  CHECK(seen["a"] == expected);
+  CHECK(seen["b"] == expected);
+  CHECK(seen["c"] == expected);
+}
+
+TEST_CASE_FIXTURE(pg_fixture, "pg: a terminated backend is replaced: generation 2, every channel LISTENed again") {
+  start_channels({"k1", "k2"});
+  subscribe("k1", "s1");
+  subscribe("k2", "s2");
+  auto old_pid = listener_pid();
+  exec(fmt::format("SELECT pg_terminate_backend({})", old_pid));
+  wait_for_generation(2);
+  CHECK(listener_pid() != old_pid);
+  CHECK(status().state == connection_state::listening);
+  CHECK(status().last_error.find("connection") != std::string::npos);
+  notify("k1", "after-1");
+  notify("k2", "after-2");
+  auto a = next_notification();
+  auto b = next_notification();
+  CHECK(a.n.payload == "after-1");
+  CHECK(a.n.generation == 2);
+  CHECK(b.n.payload == "after-2");
+  CHECK(b.n.generation == 2);
+}
+
+TEST_CASE_FIXTURE(pg_fixture, "pg: a hostile channel name is LISTENed on exactly; no SQL injection") {
+  exec("CREATE TABLE IF NOT EXISTS t (id int)");
+  const std::string hostile = R"(Weird "Name"; DROP TABLE t; --)";
+  start_channels({hostile, "Mixed Case"});
+  subscribe(hostile, "h");
+  subscribe("Mixed Case", "m");
+  notify(hostile, "via pg_notify");
+  exec("NOTIFY " + admin.quote_name(hostile) + ", 'via NOTIFY'");
+  notify("mixed case", "lowercase twin: not ours");
+  notify("Mixed Case", "exact case");
+  CHECK(next_notification().n.payload == "via pg_notify");
+  CHECK(next_notification().n.payload == "via NOTIFY");
+  auto got = next_notification();
+  CHECK(got.n.channel == "Mixed Case");
+  CHECK(got.n.payload == "exact case");
+  pqxx::nontransaction tx{admin};
+  CHECK(tx.exec("SELECT count(*) FROM pg_tables WHERE tablename = 't'")[0][0].as<int>() == 1);
+}
+
+TEST_CASE_FIXTURE(pg_fixture, "pg: bad settings are refused before anything connects") {
+  auto bad_channel = spawn_bus(sys, settings({"ok", std::string(64, 'x')}));
+  REQUIRE(!bad_channel);
+  CHECK(bad_channel.error() == make_error(errc::invalid_channel));
+  auto s = settings({"ok"});
+  s.conninfo = "host=localhost port";
+  auto bad_uri = spawn_bus(sys, s);
+  REQUIRE(!bad_uri);
+  CHECK(bad_uri.error() == make_error(errc::invalid_argument));
+}
+
+TEST_CASE_FIXTURE(pg_fixture, "pg: a server that is not there is retried; the status says why, without the password") {
+  auto s = settings({"c"});
+  // Port 1 on loopback: connection refused at once.
+  s.conninfo = "postgresql://postgres:hunter2@127.0.0.1:1/postgres";
+  auto spawned = spawn_bus(sys, s);
+  REQUIRE(spawned);
+  bus = *spawned;
+  bus_status st;
+  for (int i = 0; i < 100 && st.last_error.empty(); ++i) {
+    st = status();
+    if (st.last_error.empty()) std::this_thread::sleep_for(10ms);  // polling the status API
+  }
+  CHECK(st.state == connection_state::backing_off);
+  CHECK(st.generation == 0);
+  CHECK(st.last_error.find("refused") != std::string::npos);
+  CHECK(st.last_error.find("hunter2") == std::string::npos);
+}
