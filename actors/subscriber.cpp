@@ -59,6 +59,8 @@ caf::behavior subscriber(caf::stateful_actor<subscriber_state>* self, subscripti
       },
       [=](const reconnected& msg) {
         auto& st = self->state;
+        if (msg.generation > st.snapshot && st.callbacks.on_generation)
+          st.callbacks.on_generation(msg.generation);
         if (is_reconnect(st.snapshot, msg.generation) && st.callbacks.on_reconnected)
           st.callbacks.on_reconnected(msg.generation);
         st.snapshot = std::max(st.snapshot, msg.generation);

@@ -25,6 +25,9 @@ struct subscriber_callbacks {
   /// A reconnect after this subscriber's snapshot (see is_reconnect): notifications
   /// may have been lost, resync from the tables.
   std::function<void(uint64_t generation)> on_reconnected;
+  /// Every generation announced after the snapshot, the boot connect included
+  /// (for display; resync logic belongs in on_reconnected).
+  std::function<void(uint64_t generation)> on_generation;
   /// Every subscription is confirmed; `generation` is the snapshot (0 = not yet
   /// connected). Notifications may arrive from now on.
   std::function<void(uint64_t generation)> on_subscribed;

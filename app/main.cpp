@@ -137,13 +137,14 @@ int main(int argc, char** argv) {
     callbacks.on_lagged = [](const pgnotify::lagged& msg) {
       print_line(pgnotify::app::lagged_event(msg));
     };
-    // The program prints every generation change, the boot connect included.
-    auto printer = sys.spawn([]() -> caf::behavior {
-      return {[](const pgnotify::reconnected& msg) {
-        print_line(pgnotify::app::reconnected_event(msg.generation));
-      }};
-    });
-    caf::anon_send(*bus, pgnotify::reconnects_atom_v, printer);
+    // Every generation is shown, the boot connect included, also when it
+    // happened before the subscription was confirmed.
+    callbacks.on_generation = [](uint64_t generation) {
+      print_line(pgnotify::app::reconnected_event(generation));
+    };
+    callbacks.on_subscribed = [](uint64_t generation) {
+      if (generation > 0) print_line(pgnotify::app::reconnected_event(generation));
+    };
     callbacks.on_error = [&](const caf::error& err) {
       log->error("subscription refused: {}", pgnotify::render(err));
       exit_code = 1;
@@ -154,7 +155,6 @@ int main(int argc, char** argv) {
     sigwait(&stop_signals, &signal_number);
     log->info("stopping on signal {}", signal_number);
     caf::anon_send_exit(sub, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(printer, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(*bus, caf::exit_reason::user_shutdown);
   }
   std::fflush(stdout);

@@ -10,11 +10,11 @@
 #include <tuple>
 #include <vector>
 
+#include <fmt/format.h>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
-#include <fmt/format.h>
 #include <pqxx/pqxx>
 
 #include <pgnotify/actors/bus.hpp>
@@ -28,8 +28,8 @@ inline std::string server_uri() {
   const char* uri = std::getenv("PGNOTIFY_TEST_URI");
   if (uri == nullptr || *uri == '\0')
     throw std::runtime_error(
-      "PGNOTIFY_TEST_URI is not set: run the tests with scripts/test.sh, which starts a "
-      "throwaway PostgreSQL and sets it");
+        "PGNOTIFY_TEST_URI is not set: run the tests with scripts/test.sh, which starts a "
+        "throwaway PostgreSQL and sets it");
   return uri;
 }
 
@@ -80,21 +80,23 @@ struct pg_fixture {
     bus = *spawned;
     uint64_t generation = 0;
     probe->request(bus, patience, reconnects_atom_v, caf::actor{probe})
-      .receive([&](uint64_t g) { generation = g; },
-               [](caf::error& e) { throw std::runtime_error(render(e)); });
+        .receive([&](uint64_t g) { generation = g; },
+                 [](caf::error& e) { throw std::runtime_error(render(e)); });
     if (generation == 0) wait_for_generation(1);
   }
 
-  void start_channels(std::vector<std::string> channels) { start_bus(settings(std::move(channels))); }
+  void start_channels(std::vector<std::string> channels) {
+    start_bus(settings(std::move(channels)));
+  }
 
   /// Waits for reconnected{g} at the probe (which subscribed to reconnects).
   void wait_for_generation(uint64_t wanted) {
     for (;;) {
       uint64_t got = 0;
-      probe->receive([&](const reconnected& r) { got = r.generation; },
-                     caf::after(patience) >> [&] {
-                       throw std::runtime_error(fmt::format("no reconnected{{{}}}", wanted));
-                     });
+      probe->receive(
+          [&](const reconnected& r) { got = r.generation; },
+          caf::after(patience) >>
+              [&] { throw std::runtime_error(fmt::format("no reconnected{{{}}}", wanted)); });
       if (got >= wanted) {
         if (got != wanted) throw std::runtime_error(fmt::format("generation {} skipped", wanted));
         return;
@@ -107,9 +109,7 @@ struct pg_fixture {
                  std::optional<uint32_t> bound = {}) {
     subscriber_callbacks cb;
     auto target = caf::actor{probe};
-    cb.on_notification = [target, tag](const notification& n) {
-      caf::anon_send(target, tag, n);
-    };
+    cb.on_notification = [target, tag](const notification& n) { caf::anon_send(target, tag, n); };
     cb.on_lagged = [target](const lagged& l) { caf::anon_send(target, l); };
     cb.on_subscribed = [target](uint64_t) { caf::anon_send(target, caf::ok_atom_v); };
     cb.on_error = [target](const caf::error& e) { caf::anon_send(target, e); };
@@ -121,11 +121,14 @@ struct pg_fixture {
 
   tagged_notification next_notification() {
     tagged_notification result;
-    probe->receive([&](std::string& tag, notification& n) { result = {tag, n}; },
-                   [](const lagged& l) {
-                     throw std::runtime_error(fmt::format("unexpected lagged: {}", l.missed));
-                   },
-                   caf::after(patience) >> [] { throw std::runtime_error("no notification"); });
+    probe->receive(
+        [&](std::string& tag, notification& n) {
+          result = {tag, n};
+        },
+        [](const lagged& l) {
+          throw std::runtime_error(fmt::format("unexpected lagged: {}", l.missed));
+        },
+        caf::after(patience) >> [] { throw std::runtime_error("no notification"); });
     return result;
   }
 
@@ -142,8 +145,8 @@ struct pg_fixture {
   /// The pid of this test's listener backend (by its application_name).
   int listener_pid() {
     pqxx::nontransaction tx{admin};
-    auto rows =
-      tx.exec_params("SELECT pid FROM pg_stat_activity WHERE application_name = $1", application_name);
+    auto rows = tx.exec_params("SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+                               application_name);
     if (rows.size() != 1)
       throw std::runtime_error(fmt::format("{} listener backends found", rows.size()));
     return rows[0][0].as<int>();
@@ -152,8 +155,8 @@ struct pg_fixture {
   bus_status status() {
     bus_status result;
     probe->request(bus, patience, status_atom_v)
-      .receive([&](bus_status& s) { result = s; },
-               [](caf::error& e) { throw std::runtime_error(render(e)); });
+        .receive([&](bus_status& s) { result = s; },
+                 [](caf::error& e) { throw std::runtime_error(render(e)); });
     return result;
   }
 };

@@ -16,9 +16,13 @@ TEST_CASE_FIXTURE(pg_fixture, "pg: payloads arrive byte-exact") {
   subscribe("payloads", "s");
   std::string big(7999, 'x');
   for (size_t i = 0; i < big.size(); i += 97) big[i] = static_cast<char>('a' + i % 26);
-  const std::vector<std::string> payloads{
-    "", "plain", big, "ünïcødé ✓ 😀", R"(quotes ' " and \ backslash)", "line\nbreak\ttab",
-    R"({"json": [1, 2.5, null], "nested": {"k": "v"}})"};
+  const std::vector<std::string> payloads{"",
+                                          "plain",
+                                          big,
+                                          "ünïcødé ✓ 😀",
+                                          R"(quotes ' " and \ backslash)",
+                                          "line\nbreak\ttab",
+                                          R"({"json": [1, 2.5, null], "nested": {"k": "v"}})"};
   for (const auto& p : payloads) notify("payloads", p);
   for (const auto& p : payloads) {
     auto got = next_notification();
@@ -46,7 +50,8 @@ TEST_CASE_FIXTURE(pg_fixture, "pg: two channels reach their own subscribers only
   CHECK(second == std::vector<std::string>{"two:2"});
 }
 
-TEST_CASE_FIXTURE(pg_fixture, "pg: three subscribers of one channel each receive every notification in order") {
+TEST_CASE_FIXTURE(pg_fixture,
+                  "pg: three subscribers of one channel each receive every notification in order") {
   start_channels({"fan"});
   const int count = 3000;
   for (auto tag : {"a", "b", "c"}) subscribe("fan", tag, count);
@@ -63,7 +68,9 @@ TEST_CASE_FIXTURE(pg_fixture, "pg: three subscribers of one channel each receive
   CHECK(seen["c"] == expected);
 }
 
-TEST_CASE_FIXTURE(pg_fixture, "pg: a terminated backend is replaced: generation 2, every channel LISTENed again") {
+TEST_CASE_FIXTURE(
+    pg_fixture,
+    "pg: a terminated backend is replaced - generation 2 and every channel LISTENed again") {
   start_channels({"k1", "k2"});
   subscribe("k1", "s1");
   subscribe("k2", "s2");
@@ -83,7 +90,8 @@ TEST_CASE_FIXTURE(pg_fixture, "pg: a terminated backend is replaced: generation 
   CHECK(b.n.generation == 2);
 }
 
-TEST_CASE_FIXTURE(pg_fixture, "pg: a hostile channel name is LISTENed on exactly; no SQL injection") {
+TEST_CASE_FIXTURE(pg_fixture,
+                  "pg: a hostile channel name is LISTENed on exactly without SQL injection") {
   exec("CREATE TABLE IF NOT EXISTS t (id int)");
   const std::string hostile = R"(Weird "Name"; DROP TABLE t; --)";
   start_channels({hostile, "Mixed Case"});
@@ -113,7 +121,9 @@ TEST_CASE_FIXTURE(pg_fixture, "pg: bad settings are refused before anything conn
   CHECK(bad_uri.error() == make_error(errc::invalid_argument));
 }
 
-TEST_CASE_FIXTURE(pg_fixture, "pg: a server that is not there is retried; the status says why, without the password") {
+TEST_CASE_FIXTURE(
+    pg_fixture,
+    "pg: a server that is not there is retried and the status says why without the password") {
   auto s = settings({"c"});
   // Port 1 on loopback: connection refused at once.
   s.conninfo = "postgresql://postgres:hunter2@127.0.0.1:1/postgres";

@@ -22,10 +22,12 @@ namespace pgnotify::test {
 /// Records every message it receives, in order.
 struct recorder_state {
   static inline const char* name = "recorder";
+  std::string role;  ///< what it stands in for, for debugging
   std::vector<caf::message> messages;
 };
 
-inline caf::behavior recorder(caf::stateful_actor<recorder_state>* self) {
+inline caf::behavior recorder(caf::stateful_actor<recorder_state>* self, std::string role) {
+  self->state.role = std::move(role);
   self->set_default_handler([=](caf::scheduled_actor*, caf::message_view& x) {
     self->state.messages.push_back(x.move_content_to_message());
     return caf::message{};
@@ -66,7 +68,9 @@ struct caf_fixture {
     return h;
   }
 
-  caf::actor spawn_recorder() { return stopped_at_exit(sys.spawn(recorder)); }
+  caf::actor spawn_recorder(std::string role = "subscriber") {
+    return stopped_at_exit(sys.spawn(recorder, std::move(role)));
+  }
 
   std::vector<caf::message>& messages_of(const caf::actor& recorder_handle) {
     auto ptr = caf::actor_cast<caf::abstract_actor*>(recorder_handle);

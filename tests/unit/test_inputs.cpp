@@ -51,7 +51,7 @@ TEST_CASE("utf8: well-formed sequences only") {
   CHECK(utf8_sequence_length("a\xE2\x82\xAC", 1) == 3);
 }
 
-TEST_CASE("conninfo: defaults are added, explicit settings and secrets kept") {
+TEST_CASE("conninfo: defaults are added while explicit settings and secrets are kept") {
   auto prepared =
       prepare_conninfo("postgresql://alice:s3cr%27et@db.example:6543/app?connect_timeout=3");
   REQUIRE(prepared);
@@ -73,7 +73,7 @@ TEST_CASE("conninfo: environment variables win over our defaults") {
   CHECK(prepared->find("keepalives='1'") != std::string::npos);
 }
 
-TEST_CASE("conninfo: a bad string is a clear error; redaction drops the password") {
+TEST_CASE("conninfo: a bad string is a clear error and redaction drops the password") {
   auto bad = prepare_conninfo("host=localhost port");
   REQUIRE(!bad);
   CHECK(bad.error() == make_error(errc::invalid_argument));
@@ -89,7 +89,7 @@ TEST_CASE("conninfo: a bad string is a clear error; redaction drops the password
         std::string::npos);
 }
 
-TEST_CASE("backoff: jitter stays within [(1 - j) * d, d] and keeps doubling") {
+TEST_CASE("backoff: jitter stays within (1 - j) * d to d and keeps doubling") {
   backoff_settings settings;
   settings.jitter = 0.5;
   backoff delays{settings};

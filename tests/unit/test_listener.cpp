@@ -55,7 +55,7 @@ class scripted_connection final : public connection {
 
 struct listener_fixture : caf_fixture {
   std::shared_ptr<script> server = std::make_shared<script>();
-  caf::actor registry_stub = spawn_recorder();
+  caf::actor registry_stub = spawn_recorder("registry");
   listener_actor lis;
 
   void start(std::vector<std::string> channels, backoff_settings backoff = {}) {
@@ -108,7 +108,7 @@ struct listener_fixture : caf_fixture {
 }  // namespace
 
 TEST_CASE_FIXTURE(listener_fixture,
-                  "listener: connects at once, LISTENs on every channel, then generation 1") {
+                  "listener: connects at once and LISTENs on every channel before generation 1") {
   start({"a", "b"});
   CHECK(server->connect_attempts.size() == 1);
   CHECK(server->listens == std::vector<std::string>{"a", "b"});
@@ -148,7 +148,7 @@ TEST_CASE_FIXTURE(listener_fixture,
 }
 
 TEST_CASE_FIXTURE(listener_fixture,
-                  "listener: a failed LISTEN is a failed connect: no generation") {
+                  "listener: a failed LISTEN is a failed connect with no generation") {
   server->refuse_listen_on = "b";
   start({"a", "b"});
   CHECK(generations().empty());
@@ -161,7 +161,7 @@ TEST_CASE_FIXTURE(listener_fixture,
   CHECK(generations() == std::vector<uint64_t>{1});
 }
 
-TEST_CASE_FIXTURE(listener_fixture, "listener: one batch per read, stamped with the generation") {
+TEST_CASE_FIXTURE(listener_fixture, "listener: one batch per read stamped with the generation") {
   start({"a", "b"});
   server->inbox = {{"a", "1", 7, 0}, {"b", "2", 7, 0}, {"a", "3", 7, 0}};
   self->send(lis, readable_atom_v);
@@ -186,8 +186,9 @@ TEST_CASE_FIXTURE(listener_fixture, "listener: one batch per read, stamped with 
   CHECK(messages_of(registry_stub).size() == 2);  // reconnected{1} + one batch
 }
 
-TEST_CASE_FIXTURE(listener_fixture,
-                  "listener: a drop reconnects after 500 ms, LISTENs again, generation 2") {
+TEST_CASE_FIXTURE(
+    listener_fixture,
+    "listener: a drop reconnects after 500 ms and LISTENs again before generation 2") {
   start({"a", "b"});
   server->drop_on_next_read = true;
   self->send(lis, readable_atom_v);

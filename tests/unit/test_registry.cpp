@@ -103,7 +103,7 @@ TEST_CASE_FIXTURE(registry_fixture, "registry: all subscribers share one batch m
   CHECK(&m1.get_as<notification_batch>(0) == &m2.get_as<notification_batch>(0));
 }
 
-TEST_CASE_FIXTURE(registry_fixture, "registry: a mixed read is split by channel, order kept") {
+TEST_CASE_FIXTURE(registry_fixture, "registry: a mixed read is split by channel in order") {
   auto sa = spawn_recorder(), sb = spawn_recorder();
   subscribe("a", sa);
   subscribe("b", sb);
@@ -155,7 +155,7 @@ TEST_CASE_FIXTURE(registry_fixture, "registry: unsubscribe is idempotent and sto
 
 TEST_CASE_FIXTURE(registry_fixture, "registry: a dead subscriber is forgotten") {
   auto alive = spawn_recorder();
-  auto doomed = sys.spawn(recorder);
+  auto doomed = sys.spawn(recorder, std::string{"doomed"});
   subscribe("a", alive);
   subscribe("a", doomed);
   subscribe("b", doomed);
@@ -172,7 +172,7 @@ TEST_CASE_FIXTURE(registry_fixture, "registry: a dead subscriber is forgotten") 
 
 TEST_CASE_FIXTURE(
     registry_fixture,
-    "registry: a stalled subscriber gets lagged with the exact count; others get everything") {
+    "registry: a stalled subscriber gets lagged with the exact count while others get everything") {
   auto slow = spawn_recorder(), fast = spawn_recorder();
   subscribe("a", slow, 4);
   subscribe("a", fast, 100);

@@ -16,6 +16,7 @@ namespace {
 struct seen {
   std::vector<std::string> payloads;
   std::vector<uint64_t> reconnects;
+  std::vector<uint64_t> generations;
   std::vector<lagged> lags;
   std::vector<uint64_t> subscribed;
   std::vector<caf::error> errors;
@@ -32,6 +33,7 @@ struct subscriber_fixture : caf_fixture {
     subscriber_callbacks cb;
     cb.on_notification = [log](const notification& n) { log->payloads.push_back(n.payload); };
     cb.on_reconnected = [log](uint64_t g) { log->reconnects.push_back(g); };
+    cb.on_generation = [log](uint64_t g) { log->generations.push_back(g); };
     cb.on_lagged = [log](const lagged& l) { log->lags.push_back(l); };
     cb.on_subscribed = [log](uint64_t g) { log->subscribed.push_back(g); };
     cb.on_error = [log](const caf::error& e) { log->errors.push_back(e); };
@@ -57,7 +59,7 @@ struct subscriber_fixture : caf_fixture {
 
 }  // namespace
 
-TEST_CASE("subscriber: is_reconnect: the boot connect is never a reconnect") {
+TEST_CASE("subscriber: is_reconnect never counts the boot connect") {
   CHECK_FALSE(is_reconnect(0, 1));
   CHECK(is_reconnect(0, 2));
   CHECK_FALSE(is_reconnect(2, 2));
@@ -66,13 +68,14 @@ TEST_CASE("subscriber: is_reconnect: the boot connect is never a reconnect") {
 }
 
 TEST_CASE_FIXTURE(subscriber_fixture,
-                  "subscriber: an early subscriber resyncs on 2, not on the boot connect") {
+                  "subscriber: an early subscriber resyncs on 2 but not on the boot connect") {
   auto [helper, log] = spawn_helper({"a"});
   CHECK(log->subscribed == std::vector<uint64_t>{0});
   generation(1);
   CHECK(log->reconnects.empty());
   generation(2);
   CHECK(log->reconnects == std::vector<uint64_t>{2});
+  CHECK(log->generations == std::vector<uint64_t>{1, 2});
 }
 
 TEST_CASE_FIXTURE(subscriber_fixture,
@@ -83,6 +86,7 @@ TEST_CASE_FIXTURE(subscriber_fixture,
   CHECK(log->subscribed == std::vector<uint64_t>{2});
   generation(3);
   CHECK(log->reconnects == std::vector<uint64_t>{3});
+  CHECK(log->generations == std::vector<uint64_t>{3});
 }
 
 TEST_CASE_FIXTURE(subscriber_fixture, "subscriber: unpacks batches in order and acks them") {
