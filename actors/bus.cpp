@@ -49,7 +49,8 @@ caf::expected<bus_actor> spawn_bus(caf::actor_system& sys, bus_settings settings
   std::sort(channels.begin(), channels.end());
   channels.erase(std::unique(channels.begin(), channels.end()), channels.end());
   return sys.spawn(bus, registry_settings{channels, settings.default_bound},
-                   listener_settings{channels, settings.backoff}, std::move(connect));
+                   listener_settings{channels, settings.backoff, settings.health},
+                   std::move(connect));
 }
 
 caf::expected<bus_actor> spawn_bus(caf::actor_system& sys, bus_settings settings) {

@@ -14,6 +14,7 @@
 #include "backoff.hpp"
 #include "connection.hpp"
 #include "conninfo.hpp"
+#include "listener.hpp"
 
 namespace pgnotify {
 
@@ -23,6 +24,7 @@ struct bus_settings {
   /// The fixed channel set (duplicates are ignored). Empty is a valid, idle bus.
   std::vector<std::string> channels;
   backoff_settings backoff;
+  health_check_settings health;
   connection_defaults connection;
   /// Notifications a subscriber may have unacked before it starts missing some.
   uint32_t default_bound = 256;

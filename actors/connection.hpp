@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <caf/timespan.hpp>
+
 #include "../messages/protocol.hpp"
 
 namespace pgnotify {
@@ -27,6 +29,12 @@ class connection {
   /// Sends readable_atom to `listener` once the socket has something to read
   /// (data, EOF or an error). One shot: call again after each receive().
   virtual void notify_when_readable(const listener_actor& listener) = 0;
+
+  /// The health check: asks the server for pg_listening_channels() on this very
+  /// connection. Throws std::exception if the server does not answer within
+  /// `timeout` (a frozen backend or a half-open TCP connection) or the
+  /// connection fails. Notifications that arrive meanwhile wait for receive().
+  virtual std::vector<std::string> listening_channels(caf::timespan timeout) = 0;
 };
 
 /// Opens a connection, or throws std::exception with a message fit for a log

@@ -1,6 +1,9 @@
 #include "listener.hpp"
 
+#include <algorithm>
+
 #include <caf/timestamp.hpp>
+
 #include "log.hpp"
 
 namespace pgnotify {
@@ -26,6 +29,7 @@ void fail(listener_pointer self, const std::string& what) {
   st.connected_at.reset();
   auto delay = st.delays->next();
   st.status.state = connection_state::backing_off;
+  st.status.failed_attempts += 1;
   st.status.last_error = what;
   st.status.last_error_at = caf::make_timestamp();
   st.status.retry_in = delay;
@@ -34,6 +38,49 @@ void fail(listener_pointer self, const std::string& what) {
                  std::chrono::duration_cast<std::chrono::milliseconds>(delay).count());
   self->delayed_send(self, delay, connect_atom_v);
   self->become(disconnected(self));
+}
+
+void schedule_health_check(listener_pointer self) {
+  const auto& health = self->state.settings.health;
+  if (health.interval > caf::timespan{0})
+    self->delayed_send(self, health.interval, health_atom_v, self->state.status.generation);
+}
+
+// Hands whatever the connection has to the registry; false if the connection failed.
+bool forward_notifications(listener_pointer self) {
+  auto& st = self->state;
+  try {
+    st.conn->receive(st.buffer, st.status.generation);
+  } catch (const std::exception& e) {
+    st.buffer.clear();
+    fail(self, fmt::format("connection lost: {}", e.what()));
+    return false;
+  }
+  if (!st.buffer.empty()) {
+    self->send(st.registry, received_notifications{std::move(st.buffer)});
+    st.buffer = {};
+  }
+  return true;
+}
+
+void check_health(listener_pointer self) {
+  auto& st = self->state;
+  std::vector<std::string> listening;
+  try {
+    listening = st.conn->listening_channels(st.settings.health.timeout);
+  } catch (const std::exception& e) {
+    return fail(self, e.what());
+  }
+  std::sort(listening.begin(), listening.end());
+  auto wanted = st.settings.channels;
+  std::sort(wanted.begin(), wanted.end());
+  if (listening != wanted)
+    return fail(self, fmt::format("health check: the server LISTENs on {} of {} channel(s)",
+                                  listening.size(), wanted.size()));
+  st.status.health_checks_passed += 1;
+  // Notifications that arrived during the query were read off the socket by
+  // libpq already, so the watcher will not report them: hand them on now.
+  if (forward_notifications(self)) schedule_health_check(self);
 }
 
 void try_connect(listener_pointer self) {
@@ -51,10 +98,13 @@ void try_connect(listener_pointer self) {
   st.status.state = connection_state::listening;
   st.status.generation += 1;
   st.status.retry_in = caf::timespan{0};
+  st.status.failed_attempts = 0;
+  st.status.health_checks_passed = 0;
   logger()->info("pgnotify: connected, generation {}, listening on {} channel(s)",
                  st.status.generation, st.settings.channels.size());
   self->send(st.registry, reconnected{st.status.generation});
   st.conn->notify_when_readable(self);
+  schedule_health_check(self);
   self->become(listening(self));
 }
 
@@ -63,6 +113,9 @@ listener_actor::behavior_type disconnected(listener_pointer self) {
       [=](connect_atom) { try_connect(self); },
       [=](readable_atom) {
         // From a connection that is gone already: nothing to read.
+      },
+      [=](health_atom, uint64_t) {
+        // For a connection that is gone already.
       },
       [=](status_atom) { return current_status(self); },
   };
@@ -74,18 +127,11 @@ listener_actor::behavior_type listening(listener_pointer self) {
         // A stale retry timer: already connected.
       },
       [=](readable_atom) {
-        auto& st = self->state;
-        try {
-          st.conn->receive(st.buffer, st.status.generation);
-        } catch (const std::exception& e) {
-          st.buffer.clear();
-          return fail(self, fmt::format("connection lost: {}", e.what()));
-        }
-        if (!st.buffer.empty()) {
-          self->send(st.registry, received_notifications{std::move(st.buffer)});
-          st.buffer = {};
-        }
-        st.conn->notify_when_readable(self);
+        if (forward_notifications(self)) self->state.conn->notify_when_readable(self);
+      },
+      [=](health_atom, uint64_t generation) {
+        // A tick scheduled for an earlier connection is stale.
+        if (generation == self->state.status.generation) check_health(self);
       },
       [=](status_atom) { return current_status(self); },
   };

@@ -4,7 +4,8 @@
 // then bumps the generation (reconnected{g} to the registry).
 //
 // States (behaviors): disconnected (connecting or backing off: waits for
-// connect_atom) and listening (waits for readable_atom). Both answer status.
+// connect_atom) and listening (waits for readable_atom and health checks).
+// Both answer status.
 #pragma once
 
 #include <memory>
@@ -21,9 +22,18 @@
 
 namespace pgnotify {
 
+/// A silently dead connection (a frozen backend, a half-open TCP connection)
+/// is found by a periodic query that must answer within `timeout` and show every
+/// channel LISTENed: detected at most interval + timeout after it died.
+struct health_check_settings {
+  caf::timespan interval = std::chrono::seconds(10);  ///< 0 disables the check
+  caf::timespan timeout = std::chrono::seconds(5);
+};
+
 struct listener_settings {
   std::vector<std::string> channels;  ///< validated names
   backoff_settings backoff;
+  health_check_settings health;
 };
 
 struct listener_state {

@@ -2,10 +2,13 @@
 
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
@@ -14,7 +17,9 @@
 #include <pqxx/connection>
 #include <pqxx/errorhandler>
 #include <pqxx/except>
+#include <pqxx/nontransaction>
 #include <pqxx/notification>
+#include <pqxx/result>
 #include "log.hpp"
 
 namespace pgnotify {
@@ -38,25 +43,43 @@ std::string one_line(std::string text) {
 }
 
 // Waits in poll() until the socket is readable, then sends readable_atom to the
-// listener once. It never touches the connection itself: the listener does all
-// reading, on its own thread, and re-arms the watcher afterwards.
+// listener once. It never reads the connection: the listener does all reading,
+// on its own thread, and re-arms the watcher afterwards. It also enforces the
+// deadline of a blocking health-check query: when the deadline passes, it shuts
+// the socket down, so that libpq's blocked read returns and the query fails.
 class socket_watcher {
  public:
-  socket_watcher(int socket, caf::actor listener)
-      : socket_(socket), wake_(::eventfd(0, EFD_CLOEXEC)), listener_(std::move(listener)) {
+  using clock = std::chrono::steady_clock;
+
+  explicit socket_watcher(int socket) : socket_(socket), wake_(::eventfd(0, EFD_CLOEXEC)) {
     if (wake_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
     thread_ = std::thread([this] { run(); });
   }
 
   ~socket_watcher() {
-    stopping_ = true;
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      stopping_ = true;
+    }
     wake();
     thread_.join();
     ::close(wake_);
   }
 
-  void arm() {
-    armed_ = true;
+  void arm(const caf::actor& listener) {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      listener_ = listener;
+      armed_ = true;
+    }
+    wake();
+  }
+
+  void set_deadline(std::optional<clock::time_point> deadline) {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      deadline_ = deadline;
+    }
     wake();
   }
 
@@ -67,26 +90,50 @@ class socket_watcher {
   }
 
   void run() {
-    while (!stopping_) {
-      pollfd fds[2] = {{wake_, POLLIN, 0}, {armed_ ? socket_ : -1, POLLIN, 0}};
-      if (::poll(fds, 2, -1) < 0) continue;  // EINTR
+    for (;;) {
+      bool armed;
+      int timeout_ms = -1;
+      {
+        std::lock_guard<std::mutex> guard{mtx_};
+        if (stopping_) return;
+        armed = armed_;
+        if (deadline_) {
+          auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline_ - clock::now());
+          if (left.count() <= 0) {
+            // The server did not answer in time: make libpq's read fail.
+            ::shutdown(socket_, SHUT_RDWR);
+            deadline_.reset();
+            continue;
+          }
+          timeout_ms = static_cast<int>(left.count());
+        }
+      }
+      pollfd fds[2] = {{wake_, POLLIN, 0}, {armed ? socket_ : -1, POLLIN, 0}};
+      if (::poll(fds, 2, timeout_ms) <= 0) continue;  // timeout or EINTR
       if (fds[0].revents != 0) {
         uint64_t count;
         [[maybe_unused]] auto n = ::read(wake_, &count, sizeof count);
         continue;
       }
       if (fds[1].revents != 0) {
-        armed_ = false;
-        caf::anon_send(listener_, readable_atom_v);
+        caf::actor listener;
+        {
+          std::lock_guard<std::mutex> guard{mtx_};
+          armed_ = false;
+          listener = listener_;
+        }
+        caf::anon_send(listener, readable_atom_v);
       }
     }
   }
 
   int socket_;
   int wake_;
+  std::mutex mtx_;
   caf::actor listener_;
-  std::atomic<bool> armed_{false};
-  std::atomic<bool> stopping_{false};
+  bool armed_ = false;
+  bool stopping_ = false;
+  std::optional<clock::time_point> deadline_;
   std::thread thread_;
 };
 
@@ -116,7 +163,8 @@ struct pq_connection::impl {
     impl& owner_;
   };
 
-  explicit impl(const std::string& conninfo) : conn(conninfo), notices(conn) {}
+  explicit impl(const std::string& conninfo)
+      : conn(conninfo), notices(conn), watcher(std::make_unique<socket_watcher>(conn.sock())) {}
 
   pqxx::connection conn;
   notice_logger notices;
@@ -157,10 +205,22 @@ void pq_connection::receive(std::vector<notification>& out, uint64_t generation)
 }
 
 void pq_connection::notify_when_readable(const listener_actor& listener) {
-  if (!impl_->watcher)
-    impl_->watcher =
-        std::make_unique<socket_watcher>(impl_->conn.sock(), caf::actor_cast<caf::actor>(listener));
-  impl_->watcher->arm();
+  impl_->watcher->arm(caf::actor_cast<caf::actor>(listener));
+}
+
+std::vector<std::string> pq_connection::listening_channels(caf::timespan timeout) {
+  impl_->watcher->set_deadline(socket_watcher::clock::now() + timeout);
+  std::vector<std::string> result;
+  try {
+    pqxx::nontransaction tx{impl_->conn, "pgnotify health check"};
+    for (const auto& row : tx.exec("SELECT pg_listening_channels()"))
+      result.push_back(row[0].as<std::string>());
+  } catch (const std::exception& e) {
+    impl_->watcher->set_deadline(std::nullopt);
+    throw std::runtime_error(one_line("health check failed: " + std::string{e.what()}));
+  }
+  impl_->watcher->set_deadline(std::nullopt);
+  return result;
 }
 
 }  // namespace pgnotify

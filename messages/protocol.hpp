@@ -26,6 +26,7 @@ CAF_ADD_ATOM(pgnotify, pgnotify, status_atom, "status")
 CAF_ADD_ATOM(pgnotify, pgnotify, stats_atom, "stats")
 CAF_ADD_ATOM(pgnotify, pgnotify, connect_atom, "connect")
 CAF_ADD_ATOM(pgnotify, pgnotify, readable_atom, "readable")
+CAF_ADD_ATOM(pgnotify, pgnotify, health_atom, "health")
 
 namespace pgnotify {
 
@@ -83,6 +84,8 @@ struct bus_status {
   std::string last_error;        ///< empty if there never was one; never holds a password
   caf::timestamp last_error_at;  ///< when last_error happened
   caf::timespan retry_in{0};     ///< while backing off: the delay before the next attempt
+  uint32_t failed_attempts = 0;  ///< drops and failed connects since the last successful connect
+  uint64_t health_checks_passed = 0;  ///< on the current connection
 };
 
 /// One subscription's counters.
@@ -133,7 +136,7 @@ typename Inspector::result_type inspect(Inspector& f, reconnected& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, bus_status& x) {
   return f(caf::meta::type_name("pgnotify.bus_status"), x.state, x.generation, x.last_error,
-           x.last_error_at, x.retry_in);
+           x.last_error_at, x.retry_in, x.failed_attempts, x.health_checks_passed);
 }
 
 template <class Inspector>
@@ -150,38 +153,46 @@ typename Inspector::result_type inspect(Inspector& f, bus_stats& x) {
 
 // -- typed interfaces ---------------------------------------------------------
 
+// clang-format off
+
 /// What users may ask of the bus (and of the registry behind it). Subscribers
 /// are plain `caf::actor`s that handle notification_batch, lagged and
 /// reconnected (actors/subscriber.hpp builds one from callbacks) and answer
 /// each batch with (ack_atom, channel, batch size) to the batch's sender.
 using subscription_actor = caf::typed_actor<
-    // Subscribe with the bus's default bound. Errors: invalid_channel, unknown_channel.
-    caf::replies_to<subscribe_atom, std::string, caf::actor>::with<caf::ok_atom>,
-    // Subscribe with a bound (>= 1) on notifications sent but not yet acked.
-    caf::replies_to<subscribe_atom, std::string, caf::actor, uint32_t>::with<caf::ok_atom>,
-    // Idempotent. Errors: invalid_channel, unknown_channel.
-    caf::replies_to<unsubscribe_atom, std::string, caf::actor>::with<caf::ok_atom>,
-    // Ask for reconnected{g} broadcasts; replies the current generation (0 = never connected).
-    caf::replies_to<reconnects_atom, caf::actor>::with<uint64_t>,
-    // The registered channel names, sorted.
-    caf::replies_to<channels_atom>::with<std::vector<std::string>>,
-    caf::replies_to<stats_atom>::with<bus_stats>>;
+  // Subscribe with the bus's default bound. Errors: invalid_channel, unknown_channel.
+  caf::replies_to<subscribe_atom, std::string, caf::actor>::with<caf::ok_atom>,
+  // Subscribe with a bound (>= 1) on notifications sent but not yet acked.
+  caf::replies_to<subscribe_atom, std::string, caf::actor, uint32_t>::with<caf::ok_atom>,
+  // Idempotent. Errors: invalid_channel, unknown_channel.
+  caf::replies_to<unsubscribe_atom, std::string, caf::actor>::with<caf::ok_atom>,
+  // Ask for reconnected{g} broadcasts; replies the current generation (0 = never connected).
+  caf::replies_to<reconnects_atom, caf::actor>::with<uint64_t>,
+  // The registered channel names, sorted.
+  caf::replies_to<channels_atom>::with<std::vector<std::string>>,
+  caf::replies_to<stats_atom>::with<bus_stats>>;
 
 /// The registry: subscription_actor plus what the listener and subscribers send it.
-using registry_actor =
-    subscription_actor::extend<caf::reacts_to<received_notifications>, caf::reacts_to<reconnected>,
-                               // subscriber -> registry: processed `count` notifications of
-                               // `channel`.
-                               caf::reacts_to<ack_atom, std::string, uint32_t>>;
+using registry_actor = subscription_actor::extend<
+  caf::reacts_to<received_notifications>,
+  caf::reacts_to<reconnected>,
+  // subscriber -> registry: processed `count` notifications of `channel`.
+  caf::reacts_to<ack_atom, std::string, uint32_t>>;
 
 /// The listener: owns the connection; only the bus and the listener itself talk to it.
-using listener_actor =
-    caf::typed_actor<caf::reacts_to<connect_atom>,   // (re)connect now (self-sent, after a backoff)
-                     caf::reacts_to<readable_atom>,  // the socket has data (from the socket
-                                                     // watcher)
-                     caf::replies_to<status_atom>::with<bus_status>>;
+using listener_actor = caf::typed_actor<
+  // (Re)connect now: self-sent at start and after a backoff.
+  caf::reacts_to<connect_atom>,
+  // The socket has something to read (from the socket watcher thread).
+  caf::reacts_to<readable_atom>,
+  // Time for the health check of this generation's connection (self-sent).
+  caf::reacts_to<health_atom, uint64_t>,
+  caf::replies_to<status_atom>::with<bus_status>>;
 
 /// The bus: the user's entry point.
-using bus_actor = subscription_actor::extend<caf::replies_to<status_atom>::with<bus_status>>;
+using bus_actor = subscription_actor::extend<
+  caf::replies_to<status_atom>::with<bus_status>>;
+
+// clang-format on
 
 }  // namespace pgnotify

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -23,6 +25,28 @@
 #include <pgnotify/messages/type_ids.hpp>
 
 namespace pgnotify::test {
+
+/// Runs one of the project's scripts (scripts/NAME ARGS) and returns its stdout
+/// without the trailing newline; throws if it fails.
+inline std::string run_script(const std::string& name, const std::string& args) {
+  auto command = fmt::format("bash '{}/scripts/{}' {}", PGNOTIFY_SOURCE_DIR, name, args);
+  std::string output;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (!pipe) throw std::runtime_error("cannot run " + command);
+  char buffer[4096];
+  while (auto n = std::fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
+  if (::pclose(pipe) != 0) throw std::runtime_error("failed: " + command);
+  while (!output.empty() && output.back() == '\n') output.pop_back();
+  return output;
+}
+
+inline std::string env_or_throw(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr || *value == '\0')
+    throw std::runtime_error(
+        fmt::format("{} is not set: run the tests with scripts/test.sh", name));
+  return value;
+}
 
 inline std::string server_uri() {
   const char* uri = std::getenv("PGNOTIFY_TEST_URI");
@@ -48,7 +72,7 @@ struct pg_fixture {
   std::string uri = server_uri();
   /// Unique per test, so the test can find its listener's backend.
   std::string application_name = fmt::format("pgnotify-test-{}", std::random_device{}());
-  pqxx::connection admin{uri};
+  std::unique_ptr<pqxx::connection> admin = std::make_unique<pqxx::connection>(uri);
   bus_actor bus;
   std::vector<caf::actor> helpers;
 
@@ -133,22 +157,27 @@ struct pg_fixture {
   }
 
   void notify(const std::string& channel, const std::string& payload) {
-    pqxx::nontransaction tx{admin};
+    pqxx::nontransaction tx{*admin};
     tx.exec_params("SELECT pg_notify($1, $2)", channel, payload);
   }
 
+  /// After a server restart the old admin connection is dead.
+  void reconnect_admin() { admin = std::make_unique<pqxx::connection>(uri); }
+
   void exec(const std::string& sql) {
-    pqxx::nontransaction tx{admin};
+    pqxx::nontransaction tx{*admin};
     tx.exec(sql);
   }
 
-  /// The pid of this test's listener backend (by its application_name).
+  /// The pid of this test's listener backend (by its application_name; the
+  /// newest, as a killed backend may linger for a moment).
   int listener_pid() {
-    pqxx::nontransaction tx{admin};
-    auto rows = tx.exec_params("SELECT pid FROM pg_stat_activity WHERE application_name = $1",
-                               application_name);
-    if (rows.size() != 1)
-      throw std::runtime_error(fmt::format("{} listener backends found", rows.size()));
+    pqxx::nontransaction tx{*admin};
+    auto rows = tx.exec_params(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1 "
+        "ORDER BY backend_start DESC LIMIT 1",
+        application_name);
+    if (rows.empty()) throw std::runtime_error("no listener backend found");
     return rows[0][0].as<int>();
   }
 

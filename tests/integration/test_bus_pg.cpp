@@ -98,7 +98,7 @@ TEST_CASE_FIXTURE(pg_fixture,
   subscribe(hostile, "h");
   subscribe("Mixed Case", "m");
   notify(hostile, "via pg_notify");
-  exec("NOTIFY " + admin.quote_name(hostile) + ", 'via NOTIFY'");
+  exec("NOTIFY " + admin->quote_name(hostile) + ", 'via NOTIFY'");
   notify("mixed case", "lowercase twin: not ours");
   notify("Mixed Case", "exact case");
   CHECK(next_notification().n.payload == "via pg_notify");
@@ -106,7 +106,7 @@ TEST_CASE_FIXTURE(pg_fixture,
   auto got = next_notification();
   CHECK(got.n.channel == "Mixed Case");
   CHECK(got.n.payload == "exact case");
-  pqxx::nontransaction tx{admin};
+  pqxx::nontransaction tx{*admin};
   CHECK(tx.exec("SELECT count(*) FROM pg_tables WHERE tablename = 't'")[0][0].as<int>() == 1);
 }
 

@@ -3,7 +3,10 @@
 // arrives, then these messages leave.
 #include <doctest/doctest.h>
 
+#include <optional>
 #include <stdexcept>
+
+#include <fmt/format.h>
 
 #include <pgnotify/actors/listener.hpp>
 
@@ -21,6 +24,9 @@ struct script {
   std::string refuse_listen_on;     ///< LISTEN on this channel throws (once)
   bool drop_on_next_read = false;   ///< the next receive throws
   std::vector<notification> inbox;  ///< delivered by the next receive
+  bool health_check_hangs = false;  ///< the next health check times out
+  std::optional<std::vector<std::string>> listening_override;  ///< what the server claims
+  int health_checks = 0;
   std::vector<caf::actor_clock::time_point> connect_attempts;
   std::vector<std::string> listens;  ///< successful LISTENs, in order, all connections
   int arms = 0;
@@ -48,6 +54,17 @@ class scripted_connection final : public connection {
     script_->inbox.clear();
   }
   void notify_when_readable(const listener_actor&) override { ++script_->arms; }
+  std::vector<std::string> listening_channels(caf::timespan timeout) override {
+    ++script_->health_checks;
+    if (script_->health_check_hangs) {
+      script_->health_check_hangs = false;
+      throw std::runtime_error(
+          fmt::format("health check failed: no answer within {} ms",
+                      std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()));
+    }
+    if (script_->listening_override) return *script_->listening_override;
+    return script_->listens;  // good enough: the tests use one connection at a time here
+  }
 
  private:
   std::shared_ptr<script> script_;
@@ -58,7 +75,8 @@ struct listener_fixture : caf_fixture {
   caf::actor registry_stub = spawn_recorder("registry");
   listener_actor lis;
 
-  void start(std::vector<std::string> channels, backoff_settings backoff = {}) {
+  void start(std::vector<std::string> channels, backoff_settings backoff = {},
+             health_check_settings health = {0s, 0s}) {
     auto clock = &sched.clock();
     auto connect = [s = server, clock]() -> std::unique_ptr<connection> {
       s->connect_attempts.push_back(clock->now());
@@ -70,7 +88,7 @@ struct listener_fixture : caf_fixture {
     };
     lis =
         stopped_at_exit(sys.spawn(listener, connect, caf::actor_cast<registry_actor>(registry_stub),
-                                  listener_settings{std::move(channels), backoff}));
+                                  listener_settings{std::move(channels), backoff, health}));
     sched.run();
   }
 
@@ -251,4 +269,83 @@ TEST_CASE_FIXTURE(listener_fixture, "listener: stops at once in the middle of a 
                 caf::after(0s) >> [] {});
   CHECK(down);
   CHECK(now() == before);  // no simulated time had to pass
+}
+
+TEST_CASE_FIXTURE(listener_fixture, "listener: a health check without an answer reconnects") {
+  start({"a"}, {}, {10s, 5s});
+  CHECK(sched.clock().advance_time(9999ms) == 0);
+  sched.run();
+  CHECK(server->health_checks == 0);
+  server->health_check_hangs = true;
+  CHECK(sched.clock().advance_time(1ms) == 1);
+  sched.run();
+  CHECK(server->health_checks == 1);
+  auto st = status();
+  CHECK(st.state == connection_state::backing_off);
+  CHECK(st.last_error == "health check failed: no answer within 5000 ms");
+  CHECK(sched.clock().advance_time(500ms) == 1);
+  sched.run();
+  CHECK(generations() == std::vector<uint64_t>{1, 2});
+}
+
+TEST_CASE_FIXTURE(listener_fixture,
+                  "listener: a health check that finds a LISTEN missing reconnects") {
+  start({"a", "b"}, {}, {10s, 5s});
+  server->listening_override = std::vector<std::string>{"a"};
+  sched.clock().advance_time(10s);
+  sched.run();
+  CHECK(status().last_error == "health check: the server LISTENs on 1 of 2 channel(s)");
+  server->listening_override = std::vector<std::string>{"b", "a"};  // order does not matter
+  fire_next_timer();
+  CHECK(generations() == std::vector<uint64_t>{1, 2});
+  sched.clock().advance_time(10s);
+  sched.run();
+  CHECK(server->health_checks == 2);
+  CHECK(status().state == connection_state::listening);
+}
+
+TEST_CASE_FIXTURE(listener_fixture,
+                  "listener: notifications read during a health check are handed on") {
+  start({"a"}, {}, {10s, 5s});
+  server->inbox = {{"a", "queued during the check", 9, 0}};
+  sched.clock().advance_time(10s);
+  sched.run();
+  auto& last = messages_of(registry_stub).back();
+  REQUIRE(last.match_elements<received_notifications>());
+  CHECK(last.get_as<received_notifications>(0).notifications.at(0).payload ==
+        "queued during the check");
+  // And the checks go on.
+  sched.clock().advance_time(10s);
+  sched.run();
+  CHECK(server->health_checks == 2);
+}
+
+TEST_CASE_FIXTURE(listener_fixture, "listener: a health tick of an earlier connection is ignored") {
+  start({"a"}, {}, {10s, 5s});
+  sched.clock().advance_time(1s);
+  server->drop_on_next_read = true;
+  self->send(lis, readable_atom_v);
+  sched.run();
+  sched.clock().advance_time(500ms);  // reconnect at 1.5 s: its first check is due at 11.5 s
+  sched.run();
+  REQUIRE(generations() == std::vector<uint64_t>{1, 2});
+  sched.clock().advance_time(8500ms);  // 10 s: the first connection's tick fires
+  sched.run();
+  CHECK(server->health_checks == 0);
+  sched.clock().advance_time(1500ms);  // 11.5 s
+  sched.run();
+  CHECK(server->health_checks == 1);
+}
+
+TEST_CASE_FIXTURE(listener_fixture,
+                  "listener: the status counts failed attempts until a connect succeeds") {
+  server->refuse_connects = 3;
+  start({"a"});
+  CHECK(status().failed_attempts == 1);
+  fire_next_timer();
+  fire_next_timer();
+  CHECK(status().failed_attempts == 3);
+  CHECK(status().retry_in == caf::timespan{2000ms});
+  fire_next_timer();
+  CHECK(status().failed_attempts == 0);
 }

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Controls a cluster made by scripts/pg-start.sh: pg-ctl.sh DIR start|stop|restart
+# (stop and restart use the "fast" mode: sessions are terminated, as in a real restart).
+set -euo pipefail
+dir=${1:?usage: pg-ctl.sh DIR start|stop|restart}
+action=${2:?usage: pg-ctl.sh DIR start|stop|restart}
+pg_ctl() { runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D "$dir/data" -l "$dir/server.log" "$@"; }
+case "$action" in
+  start) pg_ctl -w -t 30 -o "$(cat "$dir/options")" start >/dev/null ;;
+  stop) pg_ctl -w -t 30 -m fast stop >/dev/null ;;
+  restart) pg_ctl -w -t 30 -m fast -o "$(cat "$dir/options")" restart >/dev/null ;;
+  *) echo "pg-ctl: unknown action $action" >&2; exit 2 ;;
+esac
