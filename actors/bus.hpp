@@ -25,6 +25,8 @@ struct bus_settings {
   std::vector<std::string> channels;
   backoff_settings backoff;
   health_check_settings health;
+  /// The bus quits with errc::gave_up after this many failures in a row; 0 = never.
+  uint32_t max_failed_attempts = 0;
   connection_defaults connection;
   /// Notifications a subscriber may have unacked before it starts missing some.
   uint32_t default_bound = 256;

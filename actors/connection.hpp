@@ -30,11 +30,17 @@ class connection {
   /// (data, EOF or an error). One shot: call again after each receive().
   virtual void notify_when_readable(const listener_actor& listener) = 0;
 
-  /// The health check: asks the server for pg_listening_channels() on this very
-  /// connection. Throws std::exception if the server does not answer within
-  /// `timeout` (a frozen backend or a half-open TCP connection) or the
-  /// connection fails. Notifications that arrive meanwhile wait for receive().
-  virtual std::vector<std::string> listening_channels(caf::timespan timeout) = 0;
+  /// What the health check learns from the server.
+  struct health {
+    std::vector<std::string> listening;  ///< pg_listening_channels() of this connection
+    double queue_usage = 0;              ///< pg_notification_queue_usage(), 0 to 1
+  };
+
+  /// The health check: asks the server about this very connection. Throws
+  /// std::exception if the server does not answer within `timeout` (a frozen
+  /// backend or a half-open TCP connection) or the connection fails.
+  /// Notifications that arrive meanwhile wait for receive().
+  virtual health check_health(caf::timespan timeout) = 0;
 };
 
 /// Opens a connection, or throws std::exception with a message fit for a log

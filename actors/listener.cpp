@@ -4,6 +4,7 @@
 
 #include <caf/timestamp.hpp>
 
+#include "../messages/errors.hpp"
 #include "log.hpp"
 
 namespace pgnotify {
@@ -27,9 +28,16 @@ void fail(listener_pointer self, const std::string& what) {
   if (st.connected_at && now - *st.connected_at >= st.settings.backoff.stable_after)
     st.delays->reset();
   st.connected_at.reset();
+  st.status.failed_attempts += 1;
+  auto limit = st.settings.max_failed_attempts;
+  if (limit > 0 && st.status.failed_attempts >= limit) {
+    logger()->error("pgnotify: {}; giving up after {} failed attempt(s)", what, limit);
+    self->quit(
+        make_error(errc::gave_up, fmt::format("after {} failed attempt(s): {}", limit, what)));
+    return;
+  }
   auto delay = st.delays->next();
   st.status.state = connection_state::backing_off;
-  st.status.failed_attempts += 1;
   st.status.last_error = what;
   st.status.last_error_at = caf::make_timestamp();
   st.status.retry_in = delay;
@@ -65,12 +73,14 @@ bool forward_notifications(listener_pointer self) {
 
 void check_health(listener_pointer self) {
   auto& st = self->state;
-  std::vector<std::string> listening;
+  connection::health health;
   try {
-    listening = st.conn->listening_channels(st.settings.health.timeout);
+    health = st.conn->check_health(st.settings.health.timeout);
   } catch (const std::exception& e) {
     return fail(self, e.what());
   }
+  st.status.queue_usage = health.queue_usage;
+  auto& listening = health.listening;
   std::sort(listening.begin(), listening.end());
   auto wanted = st.settings.channels;
   std::sort(wanted.begin(), wanted.end());

@@ -34,6 +34,8 @@ struct listener_settings {
   std::vector<std::string> channels;  ///< validated names
   backoff_settings backoff;
   health_check_settings health;
+  /// Quit with errc::gave_up after this many failures in a row; 0 = never give up.
+  uint32_t max_failed_attempts = 0;
 };
 
 struct listener_state {

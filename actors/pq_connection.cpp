@@ -208,13 +208,14 @@ void pq_connection::notify_when_readable(const listener_actor& listener) {
   impl_->watcher->arm(caf::actor_cast<caf::actor>(listener));
 }
 
-std::vector<std::string> pq_connection::listening_channels(caf::timespan timeout) {
+connection::health pq_connection::check_health(caf::timespan timeout) {
   impl_->watcher->set_deadline(socket_watcher::clock::now() + timeout);
-  std::vector<std::string> result;
+  health result;
   try {
     pqxx::nontransaction tx{impl_->conn, "pgnotify health check"};
     for (const auto& row : tx.exec("SELECT pg_listening_channels()"))
-      result.push_back(row[0].as<std::string>());
+      result.listening.push_back(row[0].as<std::string>());
+    result.queue_usage = tx.exec("SELECT pg_notification_queue_usage()")[0][0].as<double>();
   } catch (const std::exception& e) {
     impl_->watcher->set_deadline(std::nullopt);
     throw std::runtime_error(one_line("health check failed: " + std::string{e.what()}));

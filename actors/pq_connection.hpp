@@ -22,7 +22,7 @@ class pq_connection final : public connection {
   void listen(const std::string& channel) override;
   void receive(std::vector<notification>& out, uint64_t generation) override;
   void notify_when_readable(const listener_actor& listener) override;
-  std::vector<std::string> listening_channels(caf::timespan timeout) override;
+  health check_health(caf::timespan timeout) override;
 
  private:
   struct impl;

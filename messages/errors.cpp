@@ -13,6 +13,8 @@ std::string to_string(errc x) {
       return "unknown_channel";
     case errc::invalid_argument:
       return "invalid_argument";
+    case errc::gave_up:
+      return "gave_up";
   }
   return "unknown_error";
 }

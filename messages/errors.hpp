@@ -13,6 +13,7 @@ enum class errc : uint8_t {
   invalid_channel = 1,  ///< empty, over 63 bytes, NUL, or not UTF-8
   unknown_channel,      ///< valid, but not one of the bus's channels
   invalid_argument,     ///< e.g. a subscription bound of 0
+  gave_up,              ///< the listener reached its limit of failed attempts
 };
 
 constexpr caf::atom_value error_category = caf::atom("pgnotify");

@@ -86,6 +86,7 @@ struct bus_status {
   caf::timespan retry_in{0};     ///< while backing off: the delay before the next attempt
   uint32_t failed_attempts = 0;  ///< drops and failed connects since the last successful connect
   uint64_t health_checks_passed = 0;  ///< on the current connection
+  double queue_usage = 0;             ///< pg_notification_queue_usage() at the last health check
 };
 
 /// One subscription's counters.
@@ -136,7 +137,7 @@ typename Inspector::result_type inspect(Inspector& f, reconnected& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, bus_status& x) {
   return f(caf::meta::type_name("pgnotify.bus_status"), x.state, x.generation, x.last_error,
-           x.last_error_at, x.retry_in, x.failed_attempts, x.health_checks_passed);
+           x.last_error_at, x.retry_in, x.failed_attempts, x.health_checks_passed, x.queue_usage);
 }
 
 template <class Inspector>

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include <pgnotify/actors/listener.hpp>
+#include <pgnotify/messages/errors.hpp>
 
 #include "caf_fixture.hpp"
 
@@ -54,7 +55,7 @@ class scripted_connection final : public connection {
     script_->inbox.clear();
   }
   void notify_when_readable(const listener_actor&) override { ++script_->arms; }
-  std::vector<std::string> listening_channels(caf::timespan timeout) override {
+  health check_health(caf::timespan timeout) override {
     ++script_->health_checks;
     if (script_->health_check_hangs) {
       script_->health_check_hangs = false;
@@ -62,8 +63,8 @@ class scripted_connection final : public connection {
           fmt::format("health check failed: no answer within {} ms",
                       std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()));
     }
-    if (script_->listening_override) return *script_->listening_override;
-    return script_->listens;  // good enough: the tests use one connection at a time here
+    if (script_->listening_override) return {*script_->listening_override, 0.25};
+    return {script_->listens, 0.25};  // good enough: one connection at a time here
   }
 
  private:
@@ -271,6 +272,29 @@ TEST_CASE_FIXTURE(listener_fixture, "listener: stops at once in the middle of a 
   CHECK(now() == before);  // no simulated time had to pass
 }
 
+TEST_CASE_FIXTURE(listener_fixture, "listener: gives up after the configured number of failures") {
+  server->refuse_connects = 100;
+  auto clock = &sched.clock();
+  auto connect = [s = server, clock]() -> std::unique_ptr<connection> {
+    s->connect_attempts.push_back(clock->now());
+    throw std::runtime_error("could not connect to server: Connection refused");
+  };
+  lis = sys.spawn(listener, connect, caf::actor_cast<registry_actor>(registry_stub),
+                  listener_settings{{"a"}, {}, {0s, 0s}, 3});
+  self->monitor(lis);
+  sched.run();
+  fire_next_timer();
+  fire_next_timer();
+  CHECK(server->connect_attempts.size() == 3);
+  caf::error reason;
+  self->receive([&](caf::down_msg& msg) { reason = msg.reason; },
+                caf::after(0s) >> [] { FAIL("the listener did not quit"); });
+  CHECK(reason == make_error(errc::gave_up));
+  CHECK(render(reason) ==
+        "gave_up: after 3 failed attempt(s): could not connect to server: Connection refused");
+  CHECK(sched.clock().schedule().empty());
+}
+
 TEST_CASE_FIXTURE(listener_fixture, "listener: a health check without an answer reconnects") {
   start({"a"}, {}, {10s, 5s});
   CHECK(sched.clock().advance_time(9999ms) == 0);
@@ -314,6 +338,8 @@ TEST_CASE_FIXTURE(listener_fixture,
   REQUIRE(last.match_elements<received_notifications>());
   CHECK(last.get_as<received_notifications>(0).notifications.at(0).payload ==
         "queued during the check");
+  CHECK(status().queue_usage == 0.25);
+  CHECK(status().health_checks_passed == 1);
   // And the checks go on.
   sched.clock().advance_time(10s);
   sched.run();
