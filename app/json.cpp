@@ -93,4 +93,26 @@ std::string lagged_event(const lagged& msg) {
   return out;
 }
 
+std::string stats_event(const bus_stats& stats, const bus_status& status) {
+  return fmt::format(
+      R"({{"event":"stats","received":{},"delivered":{},"missed":{},"reconnects":{},)"
+      R"("generation":{},"state":"{}","queue_usage":{},"subscriptions":{}}})",
+      stats.received, stats.delivered, stats.missed,
+      stats.generation > 0 ? stats.generation - 1 : 0, status.generation, to_string(status.state),
+      status.queue_usage, stats.subscriptions.size());
+}
+
+std::string status_json(const bus_status& status, const std::vector<std::string>& channels) {
+  std::string out = fmt::format(R"({{"state":"{}","generation":{},"channels":[)",
+                                to_string(status.state), status.generation);
+  for (size_t i = 0; i < channels.size(); ++i) {
+    if (i > 0) out += ',';
+    append_json_string(out, channels[i]);
+  }
+  out += R"(],"last_error":)";
+  append_json_string(out, status.last_error);
+  out += fmt::format(R"(,"failed_attempts":{}}})", status.failed_attempts);
+  return out;
+}
+
 }  // namespace pgnotify::app

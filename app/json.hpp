@@ -4,6 +4,7 @@
 #include <chrono>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <pgnotify/messages/protocol.hpp>
 
@@ -23,5 +24,11 @@ std::string utc_timestamp(std::chrono::system_clock::time_point when);
 std::string notification_event(const notification& n, std::chrono::system_clock::time_point at);
 std::string reconnected_event(uint64_t generation);
 std::string lagged_event(const lagged& msg);
+
+/// {"event":"stats",...}: counters and connection state, for --stats-interval.
+std::string stats_event(const bus_stats& stats, const bus_status& status);
+
+/// The `pgnotify status` answer.
+std::string status_json(const bus_status& status, const std::vector<std::string>& channels);
 
 }  // namespace pgnotify::app

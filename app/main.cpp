@@ -1,83 +1,40 @@
-// `pgnotify listen [options] CHANNEL...`: one JSON line per event on stdout
-// (DESIGN.md §4), logs on stderr; exit 0 on SIGINT/SIGTERM, 2 on usage errors.
+// The `pgnotify` program: listen, notify, channels, status (DESIGN.md §4).
+// Exit codes: 0 done (or stopped by SIGINT/SIGTERM), 1 failed, 2 usage error,
+// 3 gave up reconnecting (--max-retries).
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 #include <caf/actor_system.hpp>
-#include <caf/actor_system_config.hpp>
 #include <caf/event_based_actor.hpp>
-#include <caf/io/middleman.hpp>
+#include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
+#include <pqxx/pqxx>
 
 #include <pgnotify/actors/bus.hpp>
 #include <pgnotify/actors/conninfo.hpp>
 #include <pgnotify/actors/log.hpp>
 #include <pgnotify/actors/subscriber.hpp>
+#include <pgnotify/messages/channel_name.hpp>
 #include <pgnotify/messages/errors.hpp>
 #include <pgnotify/messages/type_ids.hpp>
 
 #include "json.hpp"
+#include "options.hpp"
+
+using namespace pgnotify;
+using namespace pgnotify::app;
 
 namespace {
-
-constexpr int exit_usage = 2;
-constexpr const char* usage =
-    "usage: pgnotify listen [options] CHANNEL...\n"
-    "\n"
-    "Listens on every CHANNEL over one PostgreSQL connection and prints each event\n"
-    "as one JSON line on stdout. Stops on SIGINT or SIGTERM.\n"
-    "\n"
-    "The connection comes from --uri or, without it, from the libpq environment\n"
-    "(PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGSERVICE).\n"
-    "\n"
-    "example:\n"
-    "  pgnotify listen --uri=postgresql://localhost/app orders 'Weird \"Name\"'\n"
-    "  psql -c \"NOTIFY orders, 'hello'\"\n";
-
-struct config : caf::actor_system_config {
-  config() {
-    opt_group{custom_options_, "global"}
-        .add<std::string>("uri,u", "libpq connection URI or key=value string")
-        .add<std::string>("log-level", "trace, debug, info, warn, error or off (default: info)")
-        .add<size_t>("bound", "notifications a slow consumer may lag before missing some");
-  }
-  std::string help() const { return std::string{usage} + "\n" + custom_options_.help_text(false); }
-};
-
-struct command_line {
-  std::vector<std::string> options;
-  std::vector<std::string> positional;
-};
-
-// CAF stops parsing options at the first positional argument; split them first
-// so options may come anywhere ("--" ends the options).
-command_line split(int argc, char** argv) {
-  command_line result;
-  bool options_done = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (!options_done && arg == "--")
-      options_done = true;
-    else if (!options_done && arg.size() > 1 && arg[0] == '-')
-      result.options.push_back(std::move(arg));
-    else
-      result.positional.push_back(std::move(arg));
-  }
-  return result;
-}
-
-int fail_usage(const std::string& message) {
-  std::cerr << "pgnotify: " << message << "\n" << usage;
-  return exit_usage;
-}
 
 void print_line(const std::string& line) {
   std::fwrite(line.data(), 1, line.size(), stdout);
@@ -85,78 +42,174 @@ void print_line(const std::string& line) {
   std::fflush(stdout);  // a pipe sees every event at once
 }
 
+sigset_t stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  return set;
+}
+
+/// Ends main's sigwait as if the user had pressed Ctrl-C.
+void wake_main() {
+  ::kill(::getpid(), SIGTERM);
+}
+
+caf::expected<bus_actor> start_bus(caf::actor_system& sys, const app_settings& settings) {
+  auto bus = spawn_bus(sys, settings.bus);
+  if (bus)
+    logger()->info("connecting to {} for {} channel(s)", redact_conninfo(settings.bus.conninfo),
+                   settings.bus.channels.size());
+  return bus;
+}
+
+// Watches the bus: reports when it gives up, and prints stats periodically.
+caf::behavior watchdog(caf::event_based_actor* self, bus_actor bus, caf::timespan stats_interval,
+                       std::atomic<int>* exit_status) {
+  self->monitor(bus);
+  self->set_down_handler([=](caf::down_msg& msg) {
+    logger()->error("stopped: {}", render(msg.reason));
+    *exit_status = msg.reason == make_error(errc::gave_up) ? exit_gave_up : exit_failure;
+    wake_main();
+    self->quit();
+  });
+  if (stats_interval > caf::timespan{0}) self->delayed_send(self, stats_interval, stats_atom_v);
+  return {
+      [=](stats_atom) {
+        self->request(bus, caf::infinite, stats_atom_v).then([=](const bus_stats& stats) {
+          self->request(bus, caf::infinite, status_atom_v).then([=](const bus_status& status) {
+            auto line = stats_event(stats, status) + "\n";
+            std::fwrite(line.data(), 1, line.size(), stderr);
+          });
+        });
+        self->delayed_send(self, stats_interval, stats_atom_v);
+      },
+  };
+}
+
+int listen(app_config& cfg, const app_settings& settings) {
+  if (settings.bus.channels.empty()) throw usage_error("listen needs at least one CHANNEL");
+  auto signals = stop_signals();
+  std::atomic<int> exit_status{exit_ok};
+  {
+    caf::actor_system sys{cfg};
+    auto bus = start_bus(sys, settings);
+    if (!bus) throw usage_error(render(bus.error()));
+    subscriber_callbacks callbacks;
+    callbacks.on_notification = [](const notification& n) {
+      print_line(notification_event(n, std::chrono::system_clock::now()));
+    };
+    callbacks.on_lagged = [](const lagged& msg) { print_line(lagged_event(msg)); };
+    // Every generation is shown, the boot connect included, also when it
+    // happened before the subscription was confirmed.
+    callbacks.on_generation = [](uint64_t g) { print_line(reconnected_event(g)); };
+    callbacks.on_subscribed = [](uint64_t g) {
+      if (g > 0) print_line(reconnected_event(g));
+    };
+    callbacks.on_error = [&exit_status](const caf::error& err) {
+      logger()->error("subscription refused: {}", render(err));
+      exit_status = exit_failure;
+      wake_main();
+    };
+    auto sub = spawn_subscriber(sys, *bus, {settings.bus.channels, std::nullopt}, callbacks);
+    auto dog = sys.spawn(watchdog, *bus, settings.stats_interval, &exit_status);
+    int signal_number = 0;
+    sigwait(&signals, &signal_number);
+    logger()->info("stopping");
+    for (const auto& a : {sub, dog, caf::actor_cast<caf::actor>(*bus)})
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  }  // ~actor_system: every actor has finished, every line is out
+  std::fflush(stdout);
+  return exit_status;
+}
+
+int notify(const app_settings& settings, const std::vector<std::string>& arguments) {
+  if (arguments.size() != 2) throw usage_error("notify needs CHANNEL and PAYLOAD");
+  const auto& channel = arguments[0];
+  const auto& payload = arguments[1];
+  if (auto err = validate_channel_name(channel)) throw usage_error(render(err));
+  auto conninfo = prepare_conninfo(settings.bus.conninfo, settings.bus.connection);
+  if (!conninfo) throw usage_error(render(conninfo.error()));
+  try {
+    pqxx::connection conn{*conninfo};
+    pqxx::nontransaction tx{conn};
+    tx.exec_params("SELECT pg_notify($1, $2)", channel, payload);
+  } catch (const std::exception& e) {
+    logger()->error("notify failed: {}", e.what());
+    return exit_failure;
+  }
+  return exit_ok;
+}
+
+int channels(const app_settings& settings) {
+  auto names = settings.bus.channels;
+  for (const auto& name : names)
+    if (auto err = validate_channel_name(name)) throw usage_error(render(err));
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  for (const auto& name : names) print_line(name);
+  return exit_ok;
+}
+
+int status(app_config& cfg, app_settings settings) {
+  settings.bus.max_failed_attempts = 0;
+  bus_status result;
+  std::vector<std::string> names;
+  {
+    caf::actor_system sys{cfg};
+    auto bus = start_bus(sys, settings);
+    if (!bus) throw usage_error(render(bus.error()));
+    {
+      caf::scoped_actor self{sys};
+      self->request(*bus, caf::infinite, channels_atom_v)
+          .receive([&](std::vector<std::string>& x) { names = std::move(x); }, [](caf::error&) {});
+      // The first attempt ends in listening or in backing off; connect_timeout bounds it.
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      while (result.generation == 0 && result.failed_attempts == 0 &&
+             std::chrono::steady_clock::now() < deadline) {
+        self->request(*bus, caf::infinite, status_atom_v)
+            .receive([&](bus_status& x) { result = x; }, [](caf::error&) {});
+        if (result.generation == 0 && result.failed_attempts == 0)
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }
+    caf::anon_send_exit(*bus, caf::exit_reason::user_shutdown);
+  }
+  print_line(status_json(result, names));
+  return result.state == connection_state::listening ? exit_ok : exit_failure;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Block the stop signals before CAF starts threads (they inherit the mask);
-  // main receives them with sigwait.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-
-  auto args = split(argc, argv);
-  config cfg;
-  for (const auto& opt : args.options)
-    if (opt == "-h" || opt == "--help" || opt == "-?") {
-      std::cout << cfg.help();
-      return 0;
+  // Block the stop signals before any thread starts (CAF's inherit the mask);
+  // `listen` receives them with sigwait.
+  auto signals = stop_signals();
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  app_config cfg;
+  try {
+    auto inv = parse_command_line(cfg, {argv + 1, argv + argc});
+    if (inv.help) {
+      std::cout << help_text(cfg, inv.command);
+      return exit_ok;
     }
-  if (auto err = cfg.parse(args.options)) return fail_usage(caf::actor_system_config::render(err));
-  if (args.positional.empty() || args.positional.front() != "listen")
-    return fail_usage(args.positional.empty() ? "missing command"
-                                              : "unknown command: " + args.positional.front());
-  auto log_level = spdlog::level::from_str(caf::get_or(cfg, "log-level", std::string{"info"}));
-  auto log = std::make_shared<spdlog::logger>(
-      "pgnotify", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
-  log->set_level(log_level);
-  pgnotify::set_logger(log);
-
-  pgnotify::bus_settings settings;
-  settings.conninfo = caf::get_or(cfg, "uri", std::string{});
-  settings.channels.assign(args.positional.begin() + 1, args.positional.end());
-  if (settings.channels.empty()) return fail_usage("listen needs at least one CHANNEL");
-  if (auto bound = caf::get_if<size_t>(&cfg, "bound")) {
-    if (*bound == 0 || *bound > UINT32_MAX) return fail_usage("--bound must be 1 to 4294967295");
-    settings.default_bound = static_cast<uint32_t>(*bound);
+    const std::vector<std::string> commands{"listen", "notify", "channels", "status"};
+    if (inv.command.empty()) throw usage_error("missing COMMAND");
+    if (std::find(commands.begin(), commands.end(), inv.command) == commands.end())
+      throw usage_error("unknown command '" + inv.command + "'");
+    auto settings =
+        read_settings(cfg, inv.command == "notify" ? std::vector<std::string>{} : inv.arguments);
+    auto log = std::make_shared<spdlog::logger>(
+        "pgnotify", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+    log->set_level(settings.log_level);
+    set_logger(log);
+    add_message_types(cfg);
+    if (inv.command == "listen") return listen(cfg, settings);
+    if (inv.command == "notify") return notify(settings, inv.arguments);
+    if (inv.command == "channels") return channels(settings);
+    return status(cfg, settings);
+  } catch (const usage_error& e) {
+    std::cerr << "pgnotify: " << e.what() << "\n(see pgnotify --help)\n";
+    return exit_usage;
   }
-  pgnotify::add_message_types(cfg);
-
-  std::atomic<int> exit_code{0};
-  {
-    caf::actor_system sys{cfg};
-    auto bus = pgnotify::spawn_bus(sys, settings);
-    if (!bus) return fail_usage(pgnotify::render(bus.error()));
-    log->info("listening on {} channel(s) via {}", settings.channels.size(),
-              pgnotify::redact_conninfo(settings.conninfo));
-    pgnotify::subscriber_callbacks callbacks;
-    callbacks.on_notification = [](const pgnotify::notification& n) {
-      print_line(pgnotify::app::notification_event(n, std::chrono::system_clock::now()));
-    };
-    callbacks.on_lagged = [](const pgnotify::lagged& msg) {
-      print_line(pgnotify::app::lagged_event(msg));
-    };
-    // Every generation is shown, the boot connect included, also when it
-    // happened before the subscription was confirmed.
-    callbacks.on_generation = [](uint64_t generation) {
-      print_line(pgnotify::app::reconnected_event(generation));
-    };
-    callbacks.on_subscribed = [](uint64_t generation) {
-      if (generation > 0) print_line(pgnotify::app::reconnected_event(generation));
-    };
-    callbacks.on_error = [&](const caf::error& err) {
-      log->error("subscription refused: {}", pgnotify::render(err));
-      exit_code = 1;
-      kill(getpid(), SIGTERM);
-    };
-    auto sub = pgnotify::spawn_subscriber(sys, *bus, {settings.channels, std::nullopt}, callbacks);
-    int signal_number = 0;
-    sigwait(&stop_signals, &signal_number);
-    log->info("stopping on signal {}", signal_number);
-    caf::anon_send_exit(sub, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(*bus, caf::exit_reason::user_shutdown);
-  }
-  std::fflush(stdout);
-  return exit_code;
 }

@@ -1,31 +1,48 @@
 #!/usr/bin/env bash
-# The main job: builds pgnotify if needed, starts a throwaway local PostgreSQL
-# 15, and runs `pgnotify listen` on the given channels (default: demo), printing
-# each notification as a JSON line. Ctrl-C stops it and removes the server.
-#   scripts/demo.sh [CHANNEL...]
+# The main job: builds pgnotify if needed and runs `pgnotify listen`, printing
+# each notification as one JSON line. Without connection settings it starts a
+# throwaway local PostgreSQL 15 (removed again on Ctrl-C); with --uri=URI or the
+# PG* environment (PGHOST, PGSERVICE, ...) it uses that server instead.
+#   scripts/demo.sh [pgnotify listen options] [CHANNEL...]     (default channel: demo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh >&2
 if [ ! -x build/app/pgnotify ]; then
   bash scripts/build.sh build >&2
 else
-  cmake --build build -j2 >&2
+  cmake --build build -j2 --target pgnotify_cli >&2
 fi
-channels=("$@")
+options=() channels=()
+for arg in "$@"; do
+  case "$arg" in -*) options+=("$arg") ;; *) channels+=("$arg") ;; esac
+done
 [ ${#channels[@]} -gt 0 ] || channels=(demo)
 
-pg_dir=$(bash scripts/pg-start.sh)
-trap 'bash scripts/pg-stop.sh "$pg_dir"' EXIT
-# shellcheck disable=SC1091
-source "$pg_dir/env"
+uri=""
+for opt in "${options[@]+"${options[@]}"}"; do
+  case "$opt" in --uri=*) uri=${opt#--uri=} ;; esac
+done
+if [ -z "$uri" ] && [ -z "${PGHOST:-}${PGSERVICE:-}${PGPORT:-}${PGDATABASE:-}" ]; then
+  pg_dir=$(bash scripts/pg-start.sh)
+  trap 'bash scripts/pg-stop.sh "$pg_dir"' EXIT
+  trap 'exit 130' INT TERM
+  # shellcheck disable=SC1091
+  source "$pg_dir/env"
+  uri=$PGNOTIFY_TEST_URI
+  options+=("--uri=$uri")
+  echo "Started a throwaway PostgreSQL 15 at $uri" >&2
+fi
+try_uri=""
+[ -z "$uri" ] || try_uri=" --uri='$uri'"
 cat >&2 <<MSG
 
 pgnotify is listening on: ${channels[*]}
 From a second terminal, send a notification:
 
-  psql "$PGNOTIFY_TEST_URI" -c "NOTIFY ${channels[0]}, 'hello'"
+  $(pwd)/build/app/pgnotify notify$try_uri ${channels[0]} 'hello'
+  psql ${uri:+"'$uri'"} -c "NOTIFY ${channels[0]}, 'hello'"
 
-Ctrl-C stops pgnotify and this throwaway server.
+Ctrl-C stops it.
 
 MSG
-build/app/pgnotify listen --uri="$PGNOTIFY_TEST_URI" -- "${channels[@]}"
+build/app/pgnotify listen --config=config/pgnotify.ini "${options[@]+"${options[@]}"}" -- "${channels[@]}"

@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config git ca-certificates clang-format
   libcaf-dev libpqxx-dev libpq-dev libfmt-dev libspdlog-dev doctest-dev
-  postgresql-15 postgresql-client-15 procps iproute2
+  postgresql-15 postgresql-client-15 python3 procps
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,53 @@
+// The program's command line and configuration file. Every setting is a CAF
+// config option in the "pgnotify" category: `key = value` under `[pgnotify]` in
+// the file (config/pgnotify.ini documents each one), `--key=VALUE` or
+// `--key VALUE` on the command line, which wins. Values are type-checked by
+// CAF; unlike CAF's own parser, a bad or unknown key is an error, not ignored.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <spdlog/common.h>
+#include <caf/actor_system_config.hpp>
+
+#include <pgnotify/actors/bus.hpp>
+
+namespace pgnotify::app {
+
+enum exit_code : int { exit_ok = 0, exit_failure = 1, exit_usage = 2, exit_gave_up = 3 };
+
+/// A mistake in the command line or the configuration file: exit 2.
+struct usage_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct app_config : caf::actor_system_config {
+  app_config();
+  const caf::config_option_set& options() const { return custom_options_; }
+};
+
+struct invocation {
+  std::string command;                 ///< listen, notify, channels or status
+  std::vector<std::string> arguments;  ///< what follows the command
+  bool help = false;
+};
+
+/// Reads the configuration file (--config) and then the command line into
+/// cfg.content. Throws usage_error naming the offending option or key.
+invocation parse_command_line(app_config& cfg, const std::vector<std::string>& args);
+
+/// Everything the commands need, validated. Throws usage_error.
+struct app_settings {
+  bus_settings bus;
+  spdlog::level::level_enum log_level = spdlog::level::info;
+  caf::timespan stats_interval{0};
+};
+
+app_settings read_settings(const app_config& cfg, std::vector<std::string> channels);
+
+/// Usage of one command (or of all, for an empty or unknown command).
+std::string help_text(const app_config& cfg, const std::string& command);
+
+}  // namespace pgnotify::app

@@ -1,0 +1,227 @@
+"""End-to-end tests of the `pgnotify` program against the real PostgreSQL that
+scripts/test.sh starts. Python parses the program's JSON independently of the
+C++ escaper, so a payload that survives the round trip was escaped correctly.
+
+Run: PGNOTIFY_BIN=build/app/pgnotify python3 -m unittest -v tests/app/test_cli.py
+"""
+import json
+import os
+import select
+import signal
+import subprocess
+import time
+import unittest
+
+BIN = os.environ.get("PGNOTIFY_BIN", "build/app/pgnotify")
+PATIENCE = 15  # seconds: a bound on waiting, never a synchronisation
+
+
+def server_uri():
+    uri = os.environ.get("PGNOTIFY_TEST_URI")
+    if not uri:
+        raise RuntimeError("PGNOTIFY_TEST_URI is not set: run the tests with scripts/test.sh")
+    return uri
+
+
+def psql(sql, **variables):
+    """Runs SQL with psql; variables are passed with -v and quoted by psql (:'name')."""
+    args = ["psql", server_uri(), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+    for name, value in variables.items():
+        args += ["-v", f"{name}={value}"]
+    # From stdin: psql interpolates variables there, not in -c.
+    subprocess.run(args, input=sql.encode(), check=True, capture_output=True)
+
+
+class Listener:
+    """A running `pgnotify listen`, read line by line."""
+
+    def __init__(self, *args):
+        self.proc = subprocess.Popen([BIN, "listen", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        self.buffer = b""
+
+    def line(self, timeout=PATIENCE):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.proc.stdout], [], [], max(left, 0))
+            if not ready:
+                raise AssertionError("no line from pgnotify listen in time")
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                raise AssertionError("pgnotify listen closed stdout: "
+                                     + self.proc.stderr.read().decode(errors="replace"))
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def wait_for_stderr(self, text, timeout=PATIENCE):
+        seen = b""
+        deadline = time.monotonic() + timeout
+        while text.encode() not in seen:
+            ready, _, _ = select.select([self.proc.stderr], [], [], max(deadline - time.monotonic(), 0))
+            if not ready:
+                raise AssertionError(f"{text!r} never appeared on stderr: {seen!r}")
+            seen += os.read(self.proc.stderr.fileno(), 65536)
+        return seen
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=PATIENCE)
+        return self.proc.returncode, self.buffer + out, err
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+def run(*args):
+    return subprocess.run([BIN, *args], capture_output=True, timeout=60)
+
+
+class ListenTests(unittest.TestCase):
+    def test_payloads_arrive_as_exact_json(self):
+        payloads = ["", "plain", 'quotes " and \' and \\ backslash', "line\nbreak\r\ttab",
+                    "control \x01\x02\x1f\x7f", "ünïcødé ✓ 😀 \u2028",
+                    '{"json": [1, 2.5, null], "s": "\\"esc\\""}', "x" * 7999]
+        with Listener(f"--uri={server_uri()}", "e2e") as listener:
+            self.assertEqual(listener.line(), {"event": "reconnected", "generation": 1})
+            for payload in payloads:
+                psql("SELECT pg_notify('e2e', :'p')", p=payload)
+            for payload in payloads:
+                event = listener.line()
+                self.assertEqual(event["event"], "notification")
+                self.assertEqual(event["channel"], "e2e")
+                self.assertEqual(event["payload"].encode("utf-8", "surrogateescape"),
+                                 payload.encode("utf-8"))
+                self.assertEqual(event["generation"], 1)
+                self.assertGreater(event["pid"], 0)
+                self.assertRegex(event["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+            code, _, _ = listener.stop()
+            self.assertEqual(code, 0)
+
+    def test_hostile_channel_names_and_the_notify_command(self):
+        channel = 'Weird "Name"; DROP TABLE t; --'
+        with Listener(f"--uri={server_uri()}", "--", channel) as listener:
+            listener.line()
+            sent = run("notify", f"--uri={server_uri()}", channel, "from pgnotify notify")
+            self.assertEqual(sent.returncode, 0, sent.stderr)
+            event = listener.line()
+            self.assertEqual(event["channel"], channel)
+            self.assertEqual(event["payload"], "from pgnotify notify")
+            self.assertEqual(listener.stop()[0], 0)
+
+    def test_sigterm_exits_0_with_complete_lines(self):
+        with Listener(f"--uri={server_uri()}", "flood") as listener:
+            listener.line()
+            psql("SELECT pg_notify('flood', g::text) FROM generate_series(1, 20000) g")
+            first = listener.line()  # the flood has started arriving
+            code, rest, err = listener.stop()
+        self.assertEqual(code, 0, err)
+        self.assertTrue(rest == b"" or rest.endswith(b"\n"), "last line incomplete")
+        # Every line is whole, and the stream is exact: each gap in the numbers
+        # is announced by a lagged event with exactly that many missed.
+        expected = int(first["payload"]) + 1
+        for line in rest.splitlines():
+            event = json.loads(line)
+            if event["event"] == "lagged":
+                self.assertEqual(event["channel"], "flood")
+                expected += event["missed"]
+                continue
+            self.assertEqual(event["event"], "notification")
+            self.assertEqual(int(event["payload"]), expected)
+            expected += 1
+
+    def test_stops_within_200_ms_during_a_30_s_backoff(self):
+        with Listener("--uri=postgresql://postgres@127.0.0.1:1/postgres", "--backoff-initial=30s",
+                      "c") as listener:
+            listener.wait_for_stderr("reconnecting in 30000 ms")
+            start = time.monotonic()
+            code, _, _ = listener.stop()
+            elapsed_ms = (time.monotonic() - start) * 1000
+        print(f"\n  pgnotify listen stopped {elapsed_ms:.1f} ms after SIGTERM during a 30 s backoff")
+        self.assertEqual(code, 0)
+        self.assertLess(elapsed_ms, 200)
+
+    def test_gives_up_with_exit_3_when_asked_to(self):
+        result = run("listen", "--uri=postgresql://postgres@127.0.0.1:1/postgres",
+                     "--max-retries=2", "--backoff-initial=10ms", "c")
+        self.assertEqual(result.returncode, 3)
+        self.assertIn(b"giving up after 2 failed attempt(s)", result.stderr)
+
+
+class SecretsTests(unittest.TestCase):
+    def test_wrong_password_is_reported_but_never_printed(self):
+        port = os.environ["PGNOTIFY_PG_PORT"]
+        uri = f"postgresql://pgnotify_pw:wrong-secret-4711@127.0.0.1:{port}/postgres"
+        result = run("listen", f"--uri={uri}", "--max-retries=2", "--backoff-initial=10ms", "c")
+        self.assertEqual(result.returncode, 3)
+        self.assertIn(b"password authentication failed", result.stderr)
+        self.assertNotIn(b"wrong-secret-4711", result.stderr + result.stdout)
+        status = run("status", f"--uri={uri}", "c")
+        self.assertEqual(status.returncode, 1)
+        self.assertIn("password authentication failed", json.loads(status.stdout)["last_error"])
+        self.assertNotIn(b"wrong-secret-4711", status.stderr + status.stdout)
+
+    def test_password_is_never_printed_when_the_server_is_unreachable(self):
+        uri = "postgresql://postgres:hunter2-secret@127.0.0.1:1/postgres"
+        result = run("listen", f"--uri={uri}", "--max-retries=1", "c")
+        self.assertEqual(result.returncode, 3)
+        self.assertIn(b"Connection refused", result.stderr)
+        self.assertNotIn(b"hunter2-secret", result.stderr + result.stdout)
+
+    def test_right_password_connects(self):
+        port = os.environ["PGNOTIFY_PG_PORT"]
+        uri = f"postgresql://pgnotify_pw:the-right-password@127.0.0.1:{port}/postgres"
+        status = run("status", f"--uri={uri}", "c")
+        self.assertEqual(status.returncode, 0, status.stderr)
+        self.assertEqual(json.loads(status.stdout)["state"], "listening")
+        self.assertNotIn(b"the-right-password", status.stderr + status.stdout)
+
+
+class UsageTests(unittest.TestCase):
+    def test_unknown_option_exits_2_naming_it(self):
+        result = run("listen", "--frobnicate=1", "c")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn(b"unknown option --frobnicate", result.stderr)
+
+    def test_bad_option_value_exits_2_naming_it(self):
+        result = run("listen", "--backoff-initial=soon", "c")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn(b"bad value for --backoff-initial: 'soon'", result.stderr)
+
+    def test_bad_config_value_exits_2_naming_the_key(self):
+        path = f"/tmp/pgnotify-test-{os.getpid()}.ini"
+        with open(path, "w") as f:
+            f.write('[pgnotify]\nhealth-interval = "often"\n')
+        try:
+            result = run("listen", f"--config={path}", "c")
+        finally:
+            os.remove(path)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn(b"bad value for health-interval", result.stderr)
+
+    def test_invalid_channel_exits_2(self):
+        result = run("listen", f"--uri={server_uri()}", "x" * 64)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn(b"at most 63 are allowed", result.stderr)
+
+    def test_the_shipped_config_file_is_valid_and_channels_are_listed(self):
+        result = run("channels", "--config=config/pgnotify.ini", "b", "A b", "b")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout.decode().splitlines(), ["A b", "b"])
+
+    def test_help_for_each_command(self):
+        for command in ["listen", "notify", "channels", "status"]:
+            result = run(command, "--help")
+            self.assertEqual(result.returncode, 0)
+            self.assertIn(f"usage: pgnotify {command}".encode(), result.stdout)
+            self.assertIn(b"example", result.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,70 @@
+// The program's settings: the shipped config file documents the real defaults,
+// and the command line overrides the file.
+#include <doctest/doctest.h>
+
+#include "options.hpp"
+
+using namespace std::chrono_literals;
+using namespace pgnotify;
+using namespace pgnotify::app;
+
+namespace {
+const std::string shipped_config = std::string{PGNOTIFY_SOURCE_DIR} + "/config/pgnotify.ini";
+}
+
+TEST_CASE("options: config/pgnotify.ini states exactly the built-in defaults") {
+  app_config from_file;
+  parse_command_line(from_file, {"listen", "--config=" + shipped_config, "c"});
+  app_config from_nothing;
+  parse_command_line(from_nothing, {"listen", "c"});
+  auto file = read_settings(from_file, {"c"});
+  auto builtin = read_settings(from_nothing, {"c"});
+  CHECK(file.bus.default_bound == builtin.bus.default_bound);
+  CHECK(file.bus.backoff.initial == builtin.bus.backoff.initial);
+  CHECK(file.bus.backoff.max == builtin.bus.backoff.max);
+  CHECK(file.bus.backoff.jitter == builtin.bus.backoff.jitter);
+  CHECK(file.bus.backoff.stable_after == builtin.bus.backoff.stable_after);
+  CHECK(file.bus.health.interval == builtin.bus.health.interval);
+  CHECK(file.bus.health.timeout == builtin.bus.health.timeout);
+  CHECK(file.bus.max_failed_attempts == builtin.bus.max_failed_attempts);
+  CHECK(file.stats_interval == builtin.stats_interval);
+  CHECK(file.log_level == builtin.log_level);
+  CHECK(file.bus.channels == std::vector<std::string>{"c"});
+  // And the built-in defaults are the documented ones.
+  CHECK(builtin.bus.default_bound == 256);
+  CHECK(builtin.bus.backoff.initial == caf::timespan{500ms});
+  CHECK(builtin.bus.backoff.max == caf::timespan{30s});
+}
+
+TEST_CASE("options: the command line overrides the file and both forms of value work") {
+  app_config cfg;
+  auto inv = parse_command_line(cfg, {"--config", shipped_config, "listen", "--bound", "9",
+                                      "--backoff-max=2s", "--channels=x,y", "a"});
+  CHECK(inv.command == "listen");
+  CHECK(inv.arguments == std::vector<std::string>{"a"});
+  auto s = read_settings(cfg, inv.arguments);
+  CHECK(s.bus.default_bound == 9);
+  CHECK(s.bus.backoff.max == caf::timespan{2s});
+  CHECK(s.bus.channels == std::vector<std::string>{"a", "x", "y"});
+}
+
+TEST_CASE("options: mistakes name what is wrong") {
+  auto message = [](std::vector<std::string> args) -> std::string {
+    try {
+      app_config cfg;
+      auto inv = parse_command_line(cfg, args);
+      read_settings(cfg, inv.arguments);
+    } catch (const usage_error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  CHECK(message({"listen", "--nope=1"}) == "unknown option --nope");
+  CHECK(message({"listen", "--bound=-3"}) == "bad value for --bound: '-3' (expected uint64)");
+  CHECK(message({"listen", "--bound=0"}) == "bound must be 1 to 4294967295");
+  CHECK(message({"listen", "--backoff-jitter=2"}) == "backoff-jitter must be 0 to 1");
+  CHECK(message({"listen", "--log-level=loud"}) == "bad value for log-level: 'loud'");
+  CHECK(message({"listen", "--uri"}) == "option --uri needs a value");
+  CHECK(message({"listen", "-x"}) == "unknown option -x");
+  CHECK(message({"listen", "--config=/nonexistent.ini"}).find("cannot read config file") == 0);
+}
