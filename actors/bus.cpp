@@ -18,6 +18,8 @@ bus_actor::behavior_type bus(bus_actor::pointer self, registry_settings registry
   // Detached: connecting and LISTEN block, and must not stall CAF's workers.
   auto lis = self->spawn<caf::detached + caf::linked>(listener, std::move(connect), reg,
                                                       std::move(listener_config));
+  // Before any request the bus delegates: messages from one sender stay in order.
+  self->send(reg, lis);
   return {
       [=](subscribe_atom, std::string& channel, caf::actor& who) {
         return self->delegate(reg, subscribe_atom_v, std::move(channel), std::move(who));
@@ -34,6 +36,7 @@ bus_actor::behavior_type bus(bus_actor::pointer self, registry_settings registry
       [=](channels_atom) { return self->delegate(reg, channels_atom_v); },
       [=](stats_atom) { return self->delegate(reg, stats_atom_v); },
       [=](status_atom) { return self->delegate(lis, status_atom_v); },
+      [=](listening_atom) { return self->delegate(lis, listening_atom_v); },
   };
 }
 
@@ -49,7 +52,7 @@ caf::expected<bus_actor> spawn_bus(caf::actor_system& sys, bus_settings settings
   std::sort(channels.begin(), channels.end());
   channels.erase(std::unique(channels.begin(), channels.end()), channels.end());
   return sys.spawn(
-      bus, registry_settings{channels, settings.default_bound},
+      bus, registry_settings{channels, settings.default_bound, settings.dynamic_channels},
       listener_settings{channels, settings.backoff, settings.health, settings.max_failed_attempts},
       std::move(connect));
 }

@@ -30,6 +30,10 @@ struct bus_settings {
   connection_defaults connection;
   /// Notifications a subscriber may have unacked before it starts missing some.
   uint32_t default_bound = 256;
+  /// Off: subscribing to a channel not in `channels` is unknown_channel. On: it
+  /// LISTENs on it (the reply comes once the server acknowledged), and the last
+  /// subscriber leaving or dying UNLISTENs it; `channels` stay LISTENed always.
+  bool dynamic_channels = false;
 };
 
 /// Spawns a bus connected to PostgreSQL. Errors (before anything is spawned):

@@ -21,6 +21,9 @@ class connection {
   /// acknowledged it. Throws std::exception on failure.
   virtual void listen(const std::string& channel) = 0;
 
+  /// UNLISTENs on `channel`. Throws std::exception on failure.
+  virtual void unlisten(const std::string& channel) = 0;
+
   /// Reads whatever has arrived, without blocking, and appends its notifications,
   /// stamped with `generation`, to `out`. Throws std::exception once the
   /// connection is lost.

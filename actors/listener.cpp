@@ -118,6 +118,50 @@ void try_connect(listener_pointer self) {
   self->become(listening(self));
 }
 
+// LISTEN on one more channel now if connected, else at the next connect.
+caf::result<caf::ok_atom> add_channel(listener_pointer self, const std::string& channel) {
+  auto& st = self->state;
+  auto& wanted = st.settings.channels;
+  if (std::find(wanted.begin(), wanted.end(), channel) != wanted.end()) return caf::ok_atom_v;
+  if (st.conn) {
+    try {
+      st.conn->listen(channel);
+    } catch (const std::exception& e) {
+      std::string what = e.what();
+      fail(self, what);
+      return make_error(errc::not_connected, what);
+    }
+  }
+  wanted.push_back(channel);
+  return caf::ok_atom_v;
+}
+
+void remove_channel(listener_pointer self, const std::string& channel) {
+  auto& st = self->state;
+  auto& wanted = st.settings.channels;
+  wanted.erase(std::remove(wanted.begin(), wanted.end(), channel), wanted.end());
+  if (!st.conn) return;
+  try {
+    st.conn->unlisten(channel);
+  } catch (const std::exception& e) {
+    fail(self, e.what());
+  }
+}
+
+caf::result<std::vector<std::string>> server_listening(listener_pointer self) {
+  auto& st = self->state;
+  if (!st.conn) return make_error(errc::not_connected, st.status.last_error);
+  try {
+    auto listening = st.conn->check_health(st.settings.health.timeout).listening;
+    std::sort(listening.begin(), listening.end());
+    return listening;
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    fail(self, what);
+    return make_error(errc::not_connected, what);
+  }
+}
+
 listener_actor::behavior_type disconnected(listener_pointer self) {
   return {
       [=](connect_atom) { try_connect(self); },
@@ -127,6 +171,9 @@ listener_actor::behavior_type disconnected(listener_pointer self) {
       [=](health_atom, uint64_t) {
         // For a connection that is gone already.
       },
+      [=](listen_atom, const std::string& channel) { return add_channel(self, channel); },
+      [=](unlisten_atom, const std::string& channel) { remove_channel(self, channel); },
+      [=](listening_atom) { return server_listening(self); },
       [=](status_atom) { return current_status(self); },
   };
 }
@@ -143,6 +190,9 @@ listener_actor::behavior_type listening(listener_pointer self) {
         // A tick scheduled for an earlier connection is stale.
         if (generation == self->state.status.generation) check_health(self);
       },
+      [=](listen_atom, const std::string& channel) { return add_channel(self, channel); },
+      [=](unlisten_atom, const std::string& channel) { remove_channel(self, channel); },
+      [=](listening_atom) { return server_listening(self); },
       [=](status_atom) { return current_status(self); },
   };
 }

@@ -31,7 +31,7 @@ struct health_check_settings {
 };
 
 struct listener_settings {
-  std::vector<std::string> channels;  ///< validated names
+  std::vector<std::string> channels;  ///< validated names; grows and shrinks with dynamic channels
   backoff_settings backoff;
   health_check_settings health;
   /// Quit with errc::gave_up after this many failures in a row; 0 = never give up.

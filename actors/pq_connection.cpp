@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <mutex>
@@ -189,6 +190,18 @@ void pq_connection::listen(const std::string& channel) {
     impl_->receivers.push_back(std::make_unique<impl::receiver>(*impl_, channel));
   } catch (const std::exception& e) {
     throw std::runtime_error(one_line("LISTEN failed: " + std::string{e.what()}));
+  }
+}
+
+void pq_connection::unlisten(const std::string& channel) {
+  auto& receivers = impl_->receivers;
+  // Destroying the channel's receiver makes libpqxx send UNLISTEN.
+  try {
+    receivers.erase(std::remove_if(receivers.begin(), receivers.end(),
+                                   [&](const auto& r) { return r->channel() == channel; }),
+                    receivers.end());
+  } catch (const std::exception& e) {
+    throw std::runtime_error(one_line("UNLISTEN failed: " + std::string{e.what()}));
   }
 }
 

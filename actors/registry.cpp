@@ -32,13 +32,38 @@ void untrack(registry_pointer self, const caf::actor& who) {
   }
 }
 
+caf::error unknown_channel(const std::string& channel) {
+  return make_error(errc::unknown_channel, "not one of the bus's channels: " + channel);
+}
+
 caf::expected<std::vector<subscription>*> find_channel(registry_pointer self,
                                                        const std::string& channel) {
   if (auto err = validate_channel_name(channel)) return err;
   auto i = self->state.channels.find(channel);
-  if (i == self->state.channels.end())
-    return make_error(errc::unknown_channel, "not one of the bus's channels: " + channel);
+  if (i == self->state.channels.end()) return unknown_channel(channel);
   return &i->second;
+}
+
+void add_subscription(registry_pointer self, std::vector<subscription>& subs, caf::actor who,
+                      uint32_t bound) {
+  auto i = std::find_if(subs.begin(), subs.end(),
+                        [&](const subscription& s) { return s.subscriber == who; });
+  if (i != subs.end()) {
+    i->bound = bound;  // subscribing again only updates the bound
+  } else {
+    track(self, who);
+    subs.push_back(subscription{std::move(who), bound});
+  }
+}
+
+// With dynamic channels, a channel nobody subscribes to any more is UNLISTENed.
+void drop_if_unused(registry_pointer self, const std::string& channel) {
+  auto& st = self->state;
+  auto i = st.channels.find(channel);
+  if (!st.dynamic || i == st.channels.end() || !i->second.empty() || st.permanent.count(channel))
+    return;
+  st.channels.erase(i);
+  self->send(st.listener, unlisten_atom_v, channel);
 }
 
 caf::result<caf::ok_atom> subscribe(registry_pointer self, const std::string& channel,
@@ -46,16 +71,22 @@ caf::result<caf::ok_atom> subscribe(registry_pointer self, const std::string& ch
   if (!who) return make_error(errc::invalid_argument, "subscriber is an invalid actor handle");
   if (bound == 0) return make_error(errc::invalid_argument, "bound must be at least 1");
   auto subs = find_channel(self, channel);
-  if (!subs) return std::move(subs.error());
-  auto i = std::find_if((*subs)->begin(), (*subs)->end(),
-                        [&](const subscription& s) { return s.subscriber == who; });
-  if (i != (*subs)->end()) {
-    i->bound = bound;  // subscribing again only updates the bound
-  } else {
-    track(self, who);
-    (*subs)->push_back(subscription{std::move(who), bound});
+  if (subs) {
+    add_subscription(self, **subs, std::move(who), bound);
+    return caf::ok_atom_v;
   }
-  return caf::ok_atom_v;
+  if (subs.error() != make_error(errc::unknown_channel) || !self->state.dynamic)
+    return std::move(subs.error());
+  // A new dynamic channel: answer once the server has acknowledged the LISTEN.
+  auto promise = self->make_response_promise<caf::ok_atom>();
+  self->request(self->state.listener, caf::infinite, listen_atom_v, channel)
+      .then(
+          [=](caf::ok_atom) mutable {
+            add_subscription(self, self->state.channels[channel], who, bound);
+            promise.deliver(caf::ok_atom_v);
+          },
+          [=](caf::error& err) mutable { promise.deliver(std::move(err)); });
+  return promise;
 }
 
 // Delivers one channel's notifications to its subscribers: the whole batch as one
@@ -101,10 +132,15 @@ void route(registry_pointer self, const std::string& channel, std::vector<notifi
 
 void forget(registry_pointer self, const caf::actor_addr& who) {
   auto& st = self->state;
-  for (auto& [channel, subs] : st.channels)
+  std::vector<std::string> emptied;
+  for (auto& [channel, subs] : st.channels) {
+    auto before = subs.size();
     subs.erase(std::remove_if(subs.begin(), subs.end(),
                               [&](const subscription& s) { return s.subscriber.address() == who; }),
                subs.end());
+    if (subs.empty() && before > 0) emptied.push_back(channel);
+  }
+  for (const auto& channel : emptied) drop_if_unused(self, channel);
   auto& gens = st.reconnect_subscribers;
   gens.erase(std::remove_if(gens.begin(), gens.end(),
                             [&](const caf::actor& a) { return a.address() == who; }),
@@ -117,7 +153,11 @@ void forget(registry_pointer self, const caf::actor_addr& who) {
 registry_actor::behavior_type registry(registry_pointer self, registry_settings settings) {
   auto& st = self->state;
   st.default_bound = settings.default_bound;
-  for (auto& channel : settings.channels) st.channels[channel];
+  st.dynamic = settings.dynamic;
+  for (auto& channel : settings.channels) {
+    st.channels[channel];
+    st.permanent.insert(channel);
+  }
   self->set_down_handler([=](caf::down_msg& msg) { forget(self, msg.source); });
   // A subscriber that does not understand a message answers with an error; the
   // default handler would make the registry quit. One bad subscriber must not.
@@ -140,9 +180,11 @@ registry_actor::behavior_type registry(registry_pointer self, registry_settings 
         if (i != (*subs)->end()) {
           (*subs)->erase(i);
           untrack(self, who);
+          drop_if_unused(self, channel);
         }
         return caf::ok_atom_v;
       },
+      [=](listener_actor& lis) { self->state.listener = std::move(lis); },
       [=](reconnects_atom, caf::actor who) -> caf::result<uint64_t> {
         if (!who)
           return make_error(errc::invalid_argument, "subscriber is an invalid actor handle");

@@ -4,6 +4,7 @@
 // reconnected{g}, and forgets subscribers that die.
 #pragma once
 
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -15,8 +16,11 @@
 namespace pgnotify {
 
 struct registry_settings {
-  std::vector<std::string> channels;  ///< validated names
+  std::vector<std::string> channels;  ///< validated names, always registered
   uint32_t default_bound = 256;
+  /// Subscribing to another valid channel LISTENs on it (through the listener);
+  /// when its last subscriber leaves or dies, it is UNLISTENed again.
+  bool dynamic = false;
 };
 
 struct subscription {
@@ -31,8 +35,11 @@ struct subscription {
 struct registry_state {
   static inline const char* name = "pgnotify.registry";
 
-  /// The fixed channel set; each channel's subscriptions in subscription order.
+  /// The registered channels; each channel's subscriptions in subscription order.
   std::unordered_map<std::string, std::vector<subscription>> channels;
+  std::set<std::string> permanent;  ///< the channels given at start: never UNLISTENed
+  bool dynamic = false;
+  listener_actor listener;  ///< for dynamic channels; set once by the bus
   std::vector<caf::actor> reconnect_subscribers;
   /// How many subscriptions (channels plus reconnects) each monitored actor holds.
   std::unordered_map<caf::actor_addr, size_t> monitored;

@@ -15,6 +15,8 @@ std::string to_string(errc x) {
       return "invalid_argument";
     case errc::gave_up:
       return "gave_up";
+    case errc::not_connected:
+      return "not_connected";
   }
   return "unknown_error";
 }

@@ -14,6 +14,7 @@ enum class errc : uint8_t {
   unknown_channel,      ///< valid, but not one of the bus's channels
   invalid_argument,     ///< e.g. a subscription bound of 0
   gave_up,              ///< the listener reached its limit of failed attempts
+  not_connected,        ///< the request needs a connection and there is none now
 };
 
 constexpr caf::atom_value error_category = caf::atom("pgnotify");

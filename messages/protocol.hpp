@@ -27,6 +27,9 @@ CAF_ADD_ATOM(pgnotify, pgnotify, stats_atom, "stats")
 CAF_ADD_ATOM(pgnotify, pgnotify, connect_atom, "connect")
 CAF_ADD_ATOM(pgnotify, pgnotify, readable_atom, "readable")
 CAF_ADD_ATOM(pgnotify, pgnotify, health_atom, "health")
+CAF_ADD_ATOM(pgnotify, pgnotify, listen_atom, "listen")
+CAF_ADD_ATOM(pgnotify, pgnotify, unlisten_atom, "unlisten")
+CAF_ADD_ATOM(pgnotify, pgnotify, listening_atom, "listening")
 
 namespace pgnotify {
 
@@ -173,14 +176,8 @@ using subscription_actor = caf::typed_actor<
   caf::replies_to<channels_atom>::with<std::vector<std::string>>,
   caf::replies_to<stats_atom>::with<bus_stats>>;
 
-/// The registry: subscription_actor plus what the listener and subscribers send it.
-using registry_actor = subscription_actor::extend<
-  caf::reacts_to<received_notifications>,
-  caf::reacts_to<reconnected>,
-  // subscriber -> registry: processed `count` notifications of `channel`.
-  caf::reacts_to<ack_atom, std::string, uint32_t>>;
-
-/// The listener: owns the connection; only the bus and the listener itself talk to it.
+/// The listener: owns the connection; only the bus, the registry and the
+/// listener itself talk to it.
 using listener_actor = caf::typed_actor<
   // (Re)connect now: self-sent at start and after a backoff.
   caf::reacts_to<connect_atom>,
@@ -188,11 +185,30 @@ using listener_actor = caf::typed_actor<
   caf::reacts_to<readable_atom>,
   // Time for the health check of this generation's connection (self-sent).
   caf::reacts_to<health_atom, uint64_t>,
+  // Dynamic channels (registry -> listener): LISTEN on one more channel; the
+  // reply comes once the server acknowledged it (or at once while disconnected:
+  // the next connect LISTENs on it). UNLISTEN when its last subscriber is gone.
+  caf::replies_to<listen_atom, std::string>::with<caf::ok_atom>,
+  caf::reacts_to<unlisten_atom, std::string>,
+  // pg_listening_channels() as the server reports it for this connection.
+  caf::replies_to<listening_atom>::with<std::vector<std::string>>,
   caf::replies_to<status_atom>::with<bus_status>>;
+
+/// The registry: subscription_actor plus what the listener, the bus and
+/// subscribers send it.
+using registry_actor = subscription_actor::extend<
+  caf::reacts_to<received_notifications>,
+  caf::reacts_to<reconnected>,
+  // subscriber -> registry: processed `count` notifications of `channel`.
+  caf::reacts_to<ack_atom, std::string, uint32_t>,
+  // bus -> registry, once: the listener, which LISTENs for dynamic channels.
+  caf::reacts_to<listener_actor>>;
 
 /// The bus: the user's entry point.
 using bus_actor = subscription_actor::extend<
-  caf::replies_to<status_atom>::with<bus_status>>;
+  caf::replies_to<status_atom>::with<bus_status>,
+  // What the server says the bus's connection LISTENs on (error: not_connected).
+  caf::replies_to<listening_atom>::with<std::vector<std::string>>>;
 
 // clang-format on
 

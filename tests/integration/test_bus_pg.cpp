@@ -147,3 +147,47 @@ TEST_CASE_FIXTURE(
   CHECK(st.last_error.find("refused") != std::string::npos);
   CHECK(st.last_error.find("hunter2") == std::string::npos);
 }
+
+TEST_CASE_FIXTURE(pg_fixture, "pg: dynamic channels follow their subscribers on the server") {
+  auto s = settings({"always"});
+  s.dynamic_channels = true;
+  start_bus(s);
+  // What the server says the bus's connection LISTENs on.
+  auto listening = [&] {
+    std::vector<std::string> result;
+    probe->request(bus, patience, listening_atom_v)
+        .receive([&](std::vector<std::string>& x) { result = x; },
+                 [](caf::error& e) { FAIL(render(e)); });
+    return result;
+  };
+  // Requests are causally ordered after what the registry did before replying.
+  auto subscriptions = [&] {
+    size_t n = 0;
+    probe->request(bus, patience, stats_atom_v)
+        .receive([&](bus_stats& x) { n = x.subscriptions.size(); }, [](caf::error&) {});
+    return n;
+  };
+  using names = std::vector<std::string>;
+  CHECK(listening() == names{"always"});
+  subscribe("Dyn One", "first");
+  CHECK(listening() == names{"Dyn One", "always"});
+  notify("Dyn One", "hello");
+  CHECK(next_notification().n.payload == "hello");
+  subscribe("Dyn One", "second");
+  caf::anon_send_exit(helpers[0], caf::exit_reason::kill);
+  while (subscriptions() != 1) probe->receive(caf::after(10ms) >> [] {});  // the DOWN is handled
+  CHECK(listening() == names{"Dyn One", "always"});
+  // A reconnect LISTENs on exactly the current set.
+  exec(fmt::format("SELECT pg_terminate_backend({})", listener_pid()));
+  wait_for_generation(2);
+  CHECK(listening() == names{"Dyn One", "always"});
+  caf::anon_send_exit(helpers[1], caf::exit_reason::kill);
+  while (subscriptions() != 0) probe->receive(caf::after(10ms) >> [] {});
+  CHECK(listening() == names{"always"});
+  // Unsubscribing (rather than dying) UNLISTENs too.
+  subscribe("Dyn Two", "third");
+  CHECK(listening() == names{"Dyn Two", "always"});
+  probe->request(bus, patience, unsubscribe_atom_v, std::string{"Dyn Two"}, helpers[2])
+      .receive([](caf::ok_atom) {}, [](caf::error& e) { FAIL(render(e)); });
+  CHECK(listening() == names{"always"});
+}

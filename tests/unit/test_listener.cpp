@@ -30,6 +30,7 @@ struct script {
   int health_checks = 0;
   std::vector<caf::actor_clock::time_point> connect_attempts;
   std::vector<std::string> listens;  ///< successful LISTENs, in order, all connections
+  std::vector<std::string> unlistens;
   int arms = 0;
 };
 
@@ -43,6 +44,7 @@ class scripted_connection final : public connection {
     }
     script_->listens.push_back(channel);
   }
+  void unlisten(const std::string& channel) override { script_->unlistens.push_back(channel); }
   void receive(std::vector<notification>& out, uint64_t generation) override {
     if (script_->drop_on_next_read) {
       script_->drop_on_next_read = false;
@@ -374,4 +376,31 @@ TEST_CASE_FIXTURE(listener_fixture,
   CHECK(status().retry_in == caf::timespan{2000ms});
   fire_next_timer();
   CHECK(status().failed_attempts == 0);
+}
+
+TEST_CASE_FIXTURE(listener_fixture,
+                  "listener: dynamic channels are LISTENed at once and UNLISTENed on request") {
+  start({"fixed"});
+  caf::ok_atom ok;
+  self->send(lis, listen_atom_v, std::string{"new"});
+  sched.run();
+  self->receive([&](caf::ok_atom x) { ok = x; }, caf::after(0s) >> [] { FAIL("no reply"); });
+  CHECK(server->listens == std::vector<std::string>{"fixed", "new"});
+  self->send(lis, listen_atom_v, std::string{"new"});  // again: nothing to do
+  sched.run();
+  self->receive([](caf::ok_atom) {}, caf::after(0s) >> [] { FAIL("no reply"); });
+  CHECK(server->listens.size() == 2);
+  self->send(lis, unlisten_atom_v, std::string{"new"});
+  sched.run();
+  CHECK(server->unlistens == std::vector<std::string>{"new"});
+  // A reconnect LISTENs on exactly the current set.
+  server->drop_on_next_read = true;
+  self->send(lis, readable_atom_v);
+  sched.run();
+  self->send(lis, listen_atom_v, std::string{"while down"});  // answered at once, LISTENed later
+  sched.run();
+  self->receive([](caf::ok_atom) {}, caf::after(0s) >> [] { FAIL("no reply"); });
+  fire_next_timer();
+  CHECK(server->listens == std::vector<std::string>{"fixed", "new", "fixed", "while down"});
+  CHECK(generations() == std::vector<uint64_t>{1, 2});
 }

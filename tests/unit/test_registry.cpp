@@ -4,6 +4,7 @@
 
 #include <caf/send.hpp>
 
+#include <pgnotify/actors/listener.hpp>
 #include <pgnotify/actors/registry.hpp>
 #include <pgnotify/messages/errors.hpp>
 
@@ -226,4 +227,97 @@ TEST_CASE_FIXTURE(registry_fixture, "registry: reconnected is broadcast and stam
   CHECK(gens(early) == std::vector<uint64_t>{1, 2});
   CHECK(gens(late) == std::vector<uint64_t>{2});
   CHECK(stats().generation == 2);
+}
+
+namespace {
+
+// A registry in dynamic mode, wired to a real listener on a scripted connection.
+struct dynamic_fixture : caf_fixture {
+  struct recording_connection final : connection {
+    std::shared_ptr<std::vector<std::string>> log;
+    explicit recording_connection(std::shared_ptr<std::vector<std::string>> l)
+        : log(std::move(l)) {}
+    void listen(const std::string& c) override { log->push_back("LISTEN " + c); }
+    void unlisten(const std::string& c) override { log->push_back("UNLISTEN " + c); }
+    void receive(std::vector<notification>&, uint64_t) override {}
+    void notify_when_readable(const listener_actor&) override {}
+    health check_health(caf::timespan) override { return {}; }
+  };
+  std::shared_ptr<std::vector<std::string>> server_log =
+      std::make_shared<std::vector<std::string>>();
+  registry_actor reg =
+      stopped_at_exit(sys.spawn(registry, registry_settings{{"fixed"}, 256, true}));
+  listener_actor lis;
+
+  dynamic_fixture() {
+    auto log = server_log;
+    auto connect = [log]() -> std::unique_ptr<connection> {
+      return std::make_unique<recording_connection>(log);
+    };
+    lis = stopped_at_exit(
+        sys.spawn(listener, connect, reg, listener_settings{{"fixed"}, {}, {0s, 0s}}));
+    self->send(reg, lis);
+    sched.run();
+  }
+
+  caf::expected<caf::ok_atom> subscribe(const std::string& channel, const caf::actor& who) {
+    self->send(reg, subscribe_atom_v, channel, who);
+    sched.run();
+    caf::expected<caf::ok_atom> result{caf::sec::request_timeout};
+    self->receive([&](caf::ok_atom x) { result = x; }, [&](caf::error& e) { result = e; },
+                  caf::after(0s) >> [] { FAIL("no reply"); });
+    return result;
+  }
+
+  void unsubscribe(const std::string& channel, const caf::actor& who) {
+    self->send(reg, unsubscribe_atom_v, channel, who);
+    sched.run();
+    self->receive([](caf::ok_atom) {}, caf::after(0s) >> [] { FAIL("no reply"); });
+  }
+
+  std::vector<std::string> channels() {
+    self->send(reg, channels_atom_v);
+    sched.run();
+    std::vector<std::string> result;
+    self->receive([&](std::vector<std::string>& x) { result = x; },
+                  caf::after(0s) >> [] { FAIL("no reply"); });
+    return result;
+  }
+};
+
+}  // namespace
+
+TEST_CASE_FIXTURE(dynamic_fixture,
+                  "registry: a dynamic channel is LISTENed on its first subscriber and UNLISTENed "
+                  "after its last") {
+  auto a = spawn_recorder(), b = spawn_recorder();
+  REQUIRE(subscribe("news", a));
+  CHECK(*server_log == std::vector<std::string>{"LISTEN fixed", "LISTEN news"});
+  REQUIRE(subscribe("news", b));
+  CHECK(server_log->size() == 2);  // already LISTENed
+  CHECK(channels() == std::vector<std::string>{"fixed", "news"});
+  unsubscribe("news", a);
+  CHECK(server_log->size() == 2);  // b is still there
+  unsubscribe("news", b);
+  CHECK(server_log->back() == "UNLISTEN news");
+  CHECK(channels() == std::vector<std::string>{"fixed"});
+  // The permanent channel stays when its subscriber leaves.
+  REQUIRE(subscribe("fixed", a));
+  unsubscribe("fixed", a);
+  CHECK(server_log->back() == "UNLISTEN news");
+  CHECK(channels() == std::vector<std::string>{"fixed"});
+  // Invalid names are still refused before anything reaches the server.
+  auto invalid = subscribe(std::string(64, 'x'), a);
+  REQUIRE(!invalid);
+  CHECK(invalid.error() == make_error(errc::invalid_channel));
+}
+
+TEST_CASE_FIXTURE(dynamic_fixture,
+                  "registry: the death of a dynamic channel's last subscriber UNLISTENs it") {
+  auto doomed = sys.spawn(recorder, std::string{"doomed"});
+  REQUIRE(subscribe("short-lived", doomed));
+  caf::anon_send_exit(doomed, caf::exit_reason::kill);
+  sched.run();
+  CHECK(server_log->back() == "UNLISTEN short-lived");
+  CHECK(channels() == std::vector<std::string>{"fixed"});
 }
