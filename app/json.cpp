@@ -102,7 +102,8 @@ std::string stats_event(const bus_stats& stats, const bus_status& status) {
       status.queue_usage, stats.subscriptions.size());
 }
 
-std::string status_json(const bus_status& status, const std::vector<std::string>& channels) {
+std::string status_json(const bus_status& status, const std::vector<std::string>& channels,
+                        const bus_stats& stats) {
   std::string out = fmt::format(R"({{"state":"{}","generation":{},"channels":[)",
                                 to_string(status.state), status.generation);
   for (size_t i = 0; i < channels.size(); ++i) {
@@ -111,7 +112,10 @@ std::string status_json(const bus_status& status, const std::vector<std::string>
   }
   out += R"(],"last_error":)";
   append_json_string(out, status.last_error);
-  out += fmt::format(R"(,"failed_attempts":{}}})", status.failed_attempts);
+  out += fmt::format(
+      R"(,"failed_attempts":{},"subscriptions":{},"received":{},"delivered":{},"missed":{}}})",
+      status.failed_attempts, stats.subscriptions.size(), stats.received, stats.delivered,
+      stats.missed);
   return out;
 }
 

@@ -29,6 +29,7 @@ std::string lagged_event(const lagged& msg);
 std::string stats_event(const bus_stats& stats, const bus_status& status);
 
 /// The `pgnotify status` answer.
-std::string status_json(const bus_status& status, const std::vector<std::string>& channels);
+std::string status_json(const bus_status& status, const std::vector<std::string>& channels,
+                        const bus_stats& stats);
 
 }  // namespace pgnotify::app

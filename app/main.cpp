@@ -16,6 +16,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 #include <pqxx/pqxx>
@@ -55,12 +56,31 @@ void wake_main() {
   ::kill(::getpid(), SIGTERM);
 }
 
-caf::expected<bus_actor> start_bus(caf::actor_system& sys, const app_settings& settings) {
+/// The bus a command talks to: a new local one, or (--remote) the one a
+/// `pgnotify serve` publishes. Only a bus this process owns is stopped at exit.
+struct bus_handle {
+  bus_actor bus;
+  bool owned = false;
+  void stop() {
+    if (owned) caf::anon_send_exit(bus, caf::exit_reason::user_shutdown);
+  }
+};
+
+bus_handle open_bus(caf::actor_system& sys, const app_settings& settings) {
+  if (!settings.remote_host.empty()) {
+    auto remote =
+        sys.middleman().remote_actor<bus_actor>(settings.remote_host, settings.remote_port);
+    if (!remote)
+      throw usage_error(fmt::format("cannot reach --remote={}:{}: {}", settings.remote_host,
+                                    settings.remote_port, sys.render(remote.error())));
+    logger()->info("using the bus at {}:{}", settings.remote_host, settings.remote_port);
+    return {*remote, false};
+  }
   auto bus = spawn_bus(sys, settings.bus);
-  if (bus)
-    logger()->info("connecting to {} for {} channel(s)", redact_conninfo(settings.bus.conninfo),
-                   settings.bus.channels.size());
-  return bus;
+  if (!bus) throw usage_error(render(bus.error()));
+  logger()->info("connecting to {} for {} channel(s)", redact_conninfo(settings.bus.conninfo),
+                 settings.bus.channels.size());
+  return {*bus, true};
 }
 
 // Watches the bus: reports when it gives up, and prints stats periodically.
@@ -89,12 +109,13 @@ caf::behavior watchdog(caf::event_based_actor* self, bus_actor bus, caf::timespa
 
 int listen(app_config& cfg, const app_settings& settings) {
   if (settings.bus.channels.empty()) throw usage_error("listen needs at least one CHANNEL");
+  for (const auto& channel : settings.bus.channels)
+    if (auto err = validate_channel_name(channel)) throw usage_error(render(err));
   auto signals = stop_signals();
   std::atomic<int> exit_status{exit_ok};
   {
     caf::actor_system sys{cfg};
-    auto bus = start_bus(sys, settings);
-    if (!bus) throw usage_error(render(bus.error()));
+    auto bus = open_bus(sys, settings);
     subscriber_callbacks callbacks;
     callbacks.on_notification = [](const notification& n) {
       print_line(notification_event(n, std::chrono::system_clock::now()));
@@ -111,13 +132,14 @@ int listen(app_config& cfg, const app_settings& settings) {
       exit_status = exit_failure;
       wake_main();
     };
-    auto sub = spawn_subscriber(sys, *bus, {settings.bus.channels, std::nullopt}, callbacks);
-    auto dog = sys.spawn(watchdog, *bus, settings.stats_interval, &exit_status);
+    auto sub = spawn_subscriber(sys, bus.bus, {settings.bus.channels, settings.bus.default_bound},
+                                callbacks);
+    auto dog = sys.spawn(watchdog, bus.bus, settings.stats_interval, &exit_status);
     int signal_number = 0;
     sigwait(&signals, &signal_number);
     logger()->info("stopping");
-    for (const auto& a : {sub, dog, caf::actor_cast<caf::actor>(*bus)})
-      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    for (const auto& a : {sub, dog}) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    bus.stop();
   }  // ~actor_system: every actor has finished, every line is out
   std::fflush(stdout);
   return exit_status;
@@ -154,29 +176,58 @@ int channels(const app_settings& settings) {
 int status(app_config& cfg, app_settings settings) {
   settings.bus.max_failed_attempts = 0;
   bus_status result;
+  bus_stats stats;
   std::vector<std::string> names;
   {
     caf::actor_system sys{cfg};
-    auto bus = start_bus(sys, settings);
-    if (!bus) throw usage_error(render(bus.error()));
+    auto bus = open_bus(sys, settings);
     {
       caf::scoped_actor self{sys};
-      self->request(*bus, caf::infinite, channels_atom_v)
-          .receive([&](std::vector<std::string>& x) { names = std::move(x); }, [](caf::error&) {});
+      auto ignore = [](caf::error&) {};
+      self->request(bus.bus, caf::infinite, channels_atom_v)
+          .receive([&](std::vector<std::string>& x) { names = std::move(x); }, ignore);
       // The first attempt ends in listening or in backing off; connect_timeout bounds it.
       auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-      while (result.generation == 0 && result.failed_attempts == 0 &&
-             std::chrono::steady_clock::now() < deadline) {
-        self->request(*bus, caf::infinite, status_atom_v)
-            .receive([&](bus_status& x) { result = x; }, [](caf::error&) {});
-        if (result.generation == 0 && result.failed_attempts == 0)
-          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      for (;;) {
+        self->request(bus.bus, caf::infinite, status_atom_v)
+            .receive([&](bus_status& x) { result = x; }, ignore);
+        bool settled = result.generation > 0 || result.failed_attempts > 0;
+        if (settled || std::chrono::steady_clock::now() > deadline) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));  // no event to wait for
       }
+      self->request(bus.bus, caf::infinite, stats_atom_v)
+          .receive([&](bus_stats& x) { stats = std::move(x); }, ignore);
     }
-    caf::anon_send_exit(*bus, caf::exit_reason::user_shutdown);
+    bus.stop();
   }
-  print_line(status_json(result, names));
+  print_line(status_json(result, names, stats));
   return result.state == connection_state::listening ? exit_ok : exit_failure;
+}
+
+int serve(app_config& cfg, app_settings settings) {
+  settings.bus.dynamic_channels = true;
+  auto signals = stop_signals();
+  std::atomic<int> exit_status{exit_ok};
+  {
+    caf::actor_system sys{cfg};
+    auto bus = open_bus(sys, settings);
+    auto port =
+        sys.middleman().publish(bus.bus, settings.port, settings.bind_address.c_str(), true);
+    if (!port) {
+      logger()->error("cannot publish on {}:{}: {}", settings.bind_address, settings.port,
+                      sys.render(port.error()));
+      bus.stop();
+      return exit_failure;
+    }
+    print_line(fmt::format(R"({{"event":"serving","port":{}}})", *port));
+    auto dog = sys.spawn(watchdog, bus.bus, settings.stats_interval, &exit_status);
+    int signal_number = 0;
+    sigwait(&signals, &signal_number);
+    logger()->info("stopping");
+    caf::anon_send_exit(dog, caf::exit_reason::user_shutdown);
+    bus.stop();
+  }
+  return exit_status;
 }
 
 }  // namespace
@@ -193,7 +244,7 @@ int main(int argc, char** argv) {
       std::cout << help_text(cfg, inv.command);
       return exit_ok;
     }
-    const std::vector<std::string> commands{"listen", "notify", "channels", "status"};
+    const std::vector<std::string> commands{"listen", "notify", "channels", "status", "serve"};
     if (inv.command.empty()) throw usage_error("missing COMMAND");
     if (std::find(commands.begin(), commands.end(), inv.command) == commands.end())
       throw usage_error("unknown command '" + inv.command + "'");
@@ -204,7 +255,9 @@ int main(int argc, char** argv) {
     log->set_level(settings.log_level);
     set_logger(log);
     add_message_types(cfg);
+    cfg.load<caf::io::middleman>();  // for serve and --remote
     if (inv.command == "listen") return listen(cfg, settings);
+    if (inv.command == "serve") return serve(cfg, settings);
     if (inv.command == "notify") return notify(settings, inv.arguments);
     if (inv.command == "channels") return channels(settings);
     return status(cfg, settings);

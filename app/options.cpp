@@ -67,7 +67,10 @@ app_config::app_config() {
       .add<caf::timespan>("health-timeout", "how long a health check may take")
       .add<size_t>("max-retries", "give up (exit 3) after this many failures in a row (0: never)")
       .add<caf::timespan>("stats-interval", "print stats as JSON on stderr this often (0: never)")
-      .add<std::string>("log-level", "trace, debug, info, warn, error, critical or off");
+      .add<std::string>("log-level", "trace, debug, info, warn, error, critical or off")
+      .add<std::string>("remote", "HOST:PORT of a `pgnotify serve` to use instead of a connection")
+      .add<uint16_t>("port", "serve: the port to publish the bus on (0: any free port)")
+      .add<std::string>("bind", "serve: the address to publish on (default 127.0.0.1)");
 }
 
 invocation parse_command_line(app_config& cfg, const std::vector<std::string>& args) {
@@ -147,6 +150,17 @@ app_settings read_settings(const app_config& cfg, std::vector<std::string> chann
   if (retries > UINT32_MAX) throw usage_error("max-retries must be at most 4294967295");
   bus.max_failed_attempts = static_cast<uint32_t>(retries);
   result.stats_interval = caf::get_or(cfg, key("stats-interval"), caf::timespan{0});
+  auto remote = caf::get_or(cfg, key("remote"), std::string{});
+  if (!remote.empty()) {
+    auto colon = remote.rfind(':');
+    int port = colon == std::string::npos ? 0 : std::atoi(remote.c_str() + colon + 1);
+    if (colon == 0 || port <= 0 || port > 65535)
+      throw usage_error(fmt::format("bad value for --remote: '{}' (expected HOST:PORT)", remote));
+    result.remote_host = remote.substr(0, colon);
+    result.remote_port = static_cast<uint16_t>(port);
+  }
+  result.port = caf::get_or(cfg, key("port"), uint16_t{0});
+  result.bind_address = caf::get_or(cfg, key("bind"), std::string{"127.0.0.1"});
   auto level = caf::get_or(cfg, key("log-level"), std::string{"info"});
   result.log_level = spdlog::level::from_str(level);
   if (result.log_level == spdlog::level::off && level != "off")
@@ -186,6 +200,16 @@ std::string help_text(const app_config& cfg, const std::string& command) {
         "exit 0 if it is listening, 1 if not (the reason is in last_error).\n\n"
         "example:\n"
         "  pgnotify status --uri=postgresql://app@db/app orders\n";
+  } else if (command == "serve") {
+    text =
+        "usage: pgnotify serve [options] [CHANNEL...]\n\n"
+        "Runs a bus and publishes it with CAF's middleman, so that actors in other\n"
+        "processes subscribe to it (`pgnotify listen --remote=HOST:PORT`). Channels are\n"
+        "dynamic: a remote subscriber may ask for any valid channel. Prints\n"
+        "{\"event\":\"serving\",\"port\":P} once it is published; stops on SIGINT/SIGTERM.\n\n"
+        "example:\n"
+        "  pgnotify serve --uri=postgresql://app@db/app --port=4242 orders\n"
+        "  pgnotify listen --remote=127.0.0.1:4242 orders\n";
   } else {
     text =
         "usage: pgnotify COMMAND [options] [ARGUMENTS]\n\n"
@@ -193,7 +217,8 @@ std::string help_text(const app_config& cfg, const std::string& command) {
         "  listen CHANNEL...        print every notification on these channels as JSON lines\n"
         "  notify CHANNEL PAYLOAD   send one notification\n"
         "  channels [CHANNEL...]    print the channels listen would use\n"
-        "  status [CHANNEL...]      connect once and print the connection status as JSON\n\n"
+        "  status [CHANNEL...]      connect once and print the connection status as JSON\n"
+        "  serve [CHANNEL...]       publish a bus for other processes (listen --remote)\n\n"
         "`pgnotify COMMAND --help` shows examples. The connection comes from --uri or the\n"
         "libpq environment (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGSERVICE).\n";
   }

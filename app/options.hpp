@@ -29,7 +29,7 @@ struct app_config : caf::actor_system_config {
 };
 
 struct invocation {
-  std::string command;                 ///< listen, notify, channels or status
+  std::string command;                 ///< listen, notify, channels, status or serve
   std::vector<std::string> arguments;  ///< what follows the command
   bool help = false;
 };
@@ -41,6 +41,12 @@ invocation parse_command_line(app_config& cfg, const std::vector<std::string>& a
 /// Everything the commands need, validated. Throws usage_error.
 struct app_settings {
   bus_settings bus;
+  /// `--remote=HOST:PORT`: use the bus a `pgnotify serve` publishes there.
+  std::string remote_host;
+  uint16_t remote_port = 0;
+  /// `serve`: where to publish the bus (port 0: any free port, printed).
+  std::string bind_address = "127.0.0.1";
+  uint16_t port = 0;
   spdlog::level::level_enum log_level = spdlog::level::info;
   caf::timespan stats_interval{0};
 };

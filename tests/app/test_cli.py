@@ -79,6 +79,19 @@ class Listener:
             self.proc.communicate()
 
 
+def wait_until(probe, done=bool):
+    """Polls `probe` until `done(result)`: for states of another process that no
+    event announces. Fails after PATIENCE seconds."""
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        result = probe()
+        if done(result):
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached; last: {result!r}")
+        time.sleep(0.02)
+
+
 def run(*args):
     return subprocess.run([BIN, *args], capture_output=True, timeout=60)
 
@@ -152,6 +165,54 @@ class ListenTests(unittest.TestCase):
                      "--max-retries=2", "--backoff-initial=10ms", "c")
         self.assertEqual(result.returncode, 3)
         self.assertIn(b"giving up after 2 failed attempt(s)", result.stderr)
+
+
+class RemoteTests(unittest.TestCase):
+    """Two processes on loopback: `serve` owns the connection, `listen --remote` subscribes."""
+
+    def test_remote_subscriber_gets_everything_keeps_its_bound_and_is_forgotten(self):
+        app_name = f"pgnotify-serve-e2e-{os.getpid()}"
+        serve = Listener.__new__(Listener)  # same line reading, other command
+        serve.proc = subprocess.Popen([BIN, "serve", f"--uri={server_uri()}?application_name={app_name}",
+                                       "--port=0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        serve.buffer = b""
+        with serve:
+            port = serve.line()["port"]
+            remote = f"--remote=127.0.0.1:{port}"
+            with Listener(remote, "--bound=10", "net") as client:
+                self.assertEqual(client.line(), {"event": "reconnected", "generation": 1})
+                psql("SELECT pg_notify('net', 'first')")
+                self.assertEqual(client.line()["payload"], "first")
+
+                # The serving process's backend dies: the remote side hears generation 2.
+                psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE application_name = :'app'", app=app_name)
+                self.assertEqual(client.line(), {"event": "reconnected", "generation": 2})
+                psql("SELECT pg_notify('net', 'after the reconnect')")
+                event = client.line()
+                self.assertEqual((event["payload"], event["generation"]), ("after the reconnect", 2))
+
+                # A frozen remote subscriber: the bound holds across the network.
+                client.proc.send_signal(signal.SIGSTOP)
+                try:
+                    psql("SELECT pg_notify('net', g::text) FROM generate_series(1, 1000) g")
+                    wait_until(lambda: json.loads(run("status", remote).stdout)["missed"] == 990)
+                finally:
+                    client.proc.send_signal(signal.SIGCONT)
+                payloads = [client.line()["payload"] for _ in range(10)]
+                self.assertEqual(payloads, [str(i) for i in range(1, 11)])
+                self.assertEqual(client.line(), {"event": "lagged", "channel": "net", "missed": 990})
+                psql("SELECT pg_notify('net', 'and on')")
+                self.assertEqual(client.line()["payload"], "and on")
+
+                # The remote process dies: the registry forgets it.
+                client.proc.kill()
+                client.proc.communicate()
+                status = wait_until(lambda: json.loads(run("status", remote).stdout),
+                                    lambda s: s["subscriptions"] == 0)
+                self.assertEqual(status["channels"], [])  # its dynamic channel is gone too
+            code, _, _ = serve.stop()
+            self.assertEqual(code, 0)
 
 
 class SecretsTests(unittest.TestCase):
