@@ -12,6 +12,15 @@ namespace pgnotify {
 
 namespace {
 
+template <class Reply, class Request>
+caf::result<Reply> ask_listener(bus_actor::pointer self, const listener_actor& lis, Request req) {
+  auto promise = self->make_response_promise<Reply>();
+  self->request(lis, caf::infinite, req)
+      .then([=](Reply& reply) mutable { promise.deliver(std::move(reply)); },
+            [=](caf::error& err) mutable { promise.deliver(std::move(err)); });
+  return promise;
+}
+
 bus_actor::behavior_type bus(bus_actor::pointer self, registry_settings registry_config,
                              listener_settings listener_config, connection_factory connect) {
   auto reg = self->spawn<caf::linked>(registry, std::move(registry_config));
@@ -35,8 +44,13 @@ bus_actor::behavior_type bus(bus_actor::pointer self, registry_settings registry
       },
       [=](channels_atom) { return self->delegate(reg, channels_atom_v); },
       [=](stats_atom) { return self->delegate(reg, stats_atom_v); },
-      [=](status_atom) { return self->delegate(lis, status_atom_v); },
-      [=](listening_atom) { return self->delegate(lis, listening_atom_v); },
+      // Asked and answered by the bus rather than delegated: a reply from the
+      // detached listener to a remote node would make it known remotely, and a
+      // late remote reference kept ~actor_system waiting for its thread.
+      [=](status_atom) { return ask_listener<bus_status>(self, lis, status_atom_v); },
+      [=](listening_atom) {
+        return ask_listener<std::vector<std::string>>(self, lis, listening_atom_v);
+      },
   };
 }
 

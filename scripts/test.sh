@@ -20,6 +20,7 @@ echo "test: PostgreSQL at $PGNOTIFY_TEST_URI"
 if [ "${PGNOTIFY_SANITIZE:-1}" != 0 ]; then
   bash scripts/build.sh build-asan -DPGNOTIFY_SANITIZE=ON
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1
+  export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   # The package test installs and links an uninstrumented example: not for this build.
   (cd build-asan && ctest --output-on-failure --timeout 300 --label-exclude package)
