@@ -14,19 +14,17 @@ chmod 755 "$dir"
 runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_basebackup -h 127.0.0.1 -p "$PGNOTIFY_PG_PORT" \
   -U postgres -D "$dir/data" -R -X stream >"$dir/basebackup.log" 2>&1 \
   || { cat "$dir/basebackup.log" >&2; exit 1; }
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for attempt in $(seq 1 5); do
-  port=$((20000 + (RANDOM % 30000)))
-  port_in_use "$port" && continue
-  echo "-p $port -k $dir/sock -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" >"$dir/options"
+write_env() {
   cat >"$dir/env" <<ENV
-export PGNOTIFY_STANDBY_PORT='$port'
-export PGNOTIFY_STANDBY_URI='postgresql://postgres@127.0.0.1:$port/postgres'
+export PGNOTIFY_STANDBY_PORT='$1'
+export PGNOTIFY_STANDBY_URI='postgresql://postgres@127.0.0.1:$1/postgres'
 ENV
-  if bash "$here/pg-ctl.sh" "$dir" start; then
-    echo "$dir"
-    exit 0
-  fi
-done
+}
+# shellcheck disable=SC1091
+source "$here/pg-common.sh"
+if start_on_free_port "$dir" write_env; then
+  echo "$dir"
+  exit 0
+fi
 echo "pg-standby: could not start the standby; see $dir/server.log" >&2
 exit 1

@@ -17,23 +17,22 @@ runuser -u postgres -- "$bin/initdb" -D "$dir/data" -A trust -U postgres -E UTF8
   >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
 # The password role first: pg_hba.conf is read top to bottom.
 sed -i '1i host all pgnotify_pw 127.0.0.1/32 scram-sha-256' "$dir/data/pg_hba.conf"
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for attempt in $(seq 1 5); do
-  port=$((20000 + (RANDOM % 30000)))
-  port_in_use "$port" && continue
-  echo "-p $port -k $dir/sock -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" >"$dir/options"
+write_env() {
   cat >"$dir/env" <<ENV
 export PGNOTIFY_PG_DIR='$dir'
-export PGNOTIFY_PG_PORT='$port'
-export PGNOTIFY_TEST_URI='postgresql://postgres@127.0.0.1:$port/postgres'
-export PGHOST=127.0.0.1 PGPORT='$port' PGUSER=postgres PGDATABASE=postgres
+export PGNOTIFY_PG_PORT='$1'
+export PGNOTIFY_TEST_URI='postgresql://postgres@127.0.0.1:$1/postgres'
+export PGHOST=127.0.0.1 PGPORT='$1' PGUSER=postgres PGDATABASE=postgres
 ENV
-  if bash "$here/pg-ctl.sh" "$dir" start; then
-    "$bin/../bin/psql" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres \
-      -c "CREATE ROLE pgnotify_pw LOGIN PASSWORD 'the-right-password'" >/dev/null
-    echo "$dir"
-    exit 0
-  fi
-done
+}
+# shellcheck disable=SC1091
+source "$here/pg-common.sh"
+if start_on_free_port "$dir" write_env; then
+  # shellcheck disable=SC1091
+  source "$dir/env"
+  psql -q -c "CREATE ROLE pgnotify_pw LOGIN PASSWORD 'the-right-password'" >/dev/null
+  echo "$dir"
+  exit 0
+fi
 echo "pg-start: could not start PostgreSQL; see $dir/server.log" >&2
 exit 1

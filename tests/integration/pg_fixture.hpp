@@ -181,6 +181,28 @@ struct pg_fixture {
     return rows[0][0].as<int>();
   }
 
+  /// Spawns a bus on a connection string that cannot work and returns its
+  /// status once `failures` attempts have failed (polled: no event announces a
+  /// failed attempt; each status request is a round trip to the listener).
+  bus_status start_failing_bus(const std::string& conninfo, uint32_t failures = 1) {
+    auto s = settings({"c"});
+    s.conninfo = conninfo;
+    auto spawned = spawn_bus(sys, s);
+    if (!spawned) throw std::runtime_error("spawn_bus: " + render(spawned.error()));
+    bus = *spawned;
+    bus_status st;
+    while (st.failed_attempts < failures) st = status();
+    return st;
+  }
+
+  bus_stats stats() {
+    bus_stats result;
+    probe->request(bus, patience, stats_atom_v)
+        .receive([&](bus_stats& x) { result = std::move(x); },
+                 [](caf::error& e) { throw std::runtime_error(render(e)); });
+    return result;
+  }
+
   bus_status status() {
     bus_status result;
     probe->request(bus, patience, status_atom_v)

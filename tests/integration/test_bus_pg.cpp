@@ -131,17 +131,8 @@ TEST_CASE_FIXTURE(pg_fixture, "pg: bad settings are refused before anything conn
 TEST_CASE_FIXTURE(
     pg_fixture,
     "pg: a server that is not there is retried and the status says why without the password") {
-  auto s = settings({"c"});
   // Port 1 on loopback: connection refused at once.
-  s.conninfo = "postgresql://postgres:hunter2@127.0.0.1:1/postgres";
-  auto spawned = spawn_bus(sys, s);
-  REQUIRE(spawned);
-  bus = *spawned;
-  bus_status st;
-  for (int i = 0; i < 100 && st.last_error.empty(); ++i) {
-    st = status();
-    if (st.last_error.empty()) std::this_thread::sleep_for(10ms);  // polling the status API
-  }
+  auto st = start_failing_bus("postgresql://postgres:hunter2@127.0.0.1:1/postgres");
   CHECK(st.state == connection_state::backing_off);
   CHECK(st.generation == 0);
   CHECK(st.last_error.find("refused") != std::string::npos);
@@ -161,12 +152,7 @@ TEST_CASE_FIXTURE(pg_fixture, "pg: dynamic channels follow their subscribers on 
     return result;
   };
   // Requests are causally ordered after what the registry did before replying.
-  auto subscriptions = [&] {
-    size_t n = 0;
-    probe->request(bus, patience, stats_atom_v)
-        .receive([&](bus_stats& x) { n = x.subscriptions.size(); }, [](caf::error&) {});
-    return n;
-  };
+  auto subscriptions = [&] { return stats().subscriptions.size(); };
   using names = std::vector<std::string>;
   CHECK(listening() == names{"always"});
   subscribe("Dyn One", "first");

@@ -203,9 +203,7 @@ TEST_CASE_FIXTURE(pg_fixture,
   }
   notify("dies", "x");
   CHECK(next_notification().tag == "survivor");
-  bus_stats stats;
-  probe->request(bus, patience, stats_atom_v)
-      .receive([&](bus_stats& s) { stats = s; }, [](caf::error&) {});
+  auto stats = this->stats();
   CHECK(stats.subscriptions.size() == 1);
   CHECK(stats.delivered == 1);
 }
@@ -223,9 +221,8 @@ TEST_CASE_FIXTURE(pg_fixture,
   const int count = 5000;
   exec(fmt::format("SELECT pg_notify('stall', g::text) FROM generate_series(1, {}) g", count));
   for (int i = 1; i <= count; ++i) REQUIRE(next_notification().n.payload == std::to_string(i));
-  bus_stats stats;
-  probe->request(bus, patience, stats_atom_v)
-      .receive([&](bus_stats& s) { stats = s; }, [](caf::error&) {});
+  auto stats = this->stats();
+  REQUIRE(stats.subscriptions.size() == 2);
   for (const auto& sub : stats.subscriptions)
     if (sub.subscriber == stalled->address()) {
       CHECK(sub.in_flight == 10);
@@ -282,14 +279,9 @@ TEST_CASE("faults: the bus stops within 200 ms in the middle of a 30 s backoff")
 
 TEST_CASE_FIXTURE(pg_fixture, "faults: a wrong password is a clear error and is never logged") {
   captured_log log;
-  auto s = settings({"c"});
-  s.conninfo = fmt::format("postgresql://pgnotify_pw:wrong-secret-123@127.0.0.1:{}/postgres",
-                           env_or_throw("PGNOTIFY_PG_PORT"));
-  auto spawned = spawn_bus(sys, s);
-  REQUIRE(spawned);
-  bus = *spawned;
-  bus_status st;
-  while (st.failed_attempts == 0) st = status();
+  auto st = start_failing_bus(
+      fmt::format("postgresql://pgnotify_pw:wrong-secret-123@127.0.0.1:{}/postgres",
+                  env_or_throw("PGNOTIFY_PG_PORT")));
   CHECK(st.last_error.find("password authentication failed") != std::string::npos);
   CHECK(st.last_error.find("wrong-secret-123") == std::string::npos);
   caf::anon_send_exit(bus, caf::exit_reason::user_shutdown);
@@ -299,13 +291,7 @@ TEST_CASE_FIXTURE(pg_fixture, "faults: a wrong password is a clear error and is 
 }
 
 TEST_CASE_FIXTURE(pg_fixture, "faults: an unknown host is a clear error and is retried") {
-  auto s = settings({"c"});
-  s.conninfo = "postgresql://postgres:pw-not-shown@no-such-host.invalid/postgres";
-  auto spawned = spawn_bus(sys, s);
-  REQUIRE(spawned);
-  bus = *spawned;
-  bus_status st;
-  while (st.failed_attempts == 0) st = status();
+  auto st = start_failing_bus("postgresql://postgres:pw-not-shown@no-such-host.invalid/postgres");
   CHECK(st.state == connection_state::backing_off);
   CHECK(st.last_error.find("no-such-host.invalid") != std::string::npos);
   CHECK(st.last_error.find("pw-not-shown") == std::string::npos);
@@ -319,13 +305,8 @@ TEST_CASE_FIXTURE(
     ~remove_standby() { run_script("pg-stop.sh", dir); }
   } cleanup{standby};
   auto port = run_script("pg-env.sh", standby + " PGNOTIFY_STANDBY_PORT");
-  auto s = settings({"c"});
-  s.conninfo = fmt::format("postgresql://postgres@127.0.0.1:{}/postgres", port);
-  auto spawned = spawn_bus(sys, s);
-  REQUIRE(spawned);
-  bus = *spawned;
-  bus_status st;
-  while (st.failed_attempts < 2) st = status();  // the first retry failed too
+  auto st = start_failing_bus(fmt::format("postgresql://postgres@127.0.0.1:{}/postgres", port),
+                              2);  // the first retry failed too
   CHECK(st.generation == 0);
   CHECK(st.last_error == "LISTEN failed: ERROR: cannot execute LISTEN during recovery");
 }
@@ -370,6 +351,10 @@ TEST_CASE_FIXTURE(pg_fixture,
            "((extract(epoch FROM clock_timestamp()) * 1e6)::bigint) RETURNING id) "
            "SELECT pg_notify('storm', id::text) FROM x;\n";
   }
+  struct remove_at_exit {
+    std::string path;
+    ~remove_at_exit() { std::remove(path.c_str()); }
+  } remove_script{script};
   std::atomic<int> pgbench_status{-1};
   std::thread senders([&] {
     auto command = fmt::format(
@@ -398,7 +383,6 @@ TEST_CASE_FIXTURE(pg_fixture,
     connected_from[g + 1] = now_us();
   }
   senders.join();
-  std::remove(script.c_str());
   REQUIRE(pgbench_status == 0);
   notify("storm", "end");
   probe->receive([](caf::ok_atom) {}, caf::after(patience) >> [] { FAIL("end never arrived"); });
