@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-build}
 shift || true
-cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >"$dir.cmake.log" 2>&1 \
-  || { cat "$dir.cmake.log" >&2; exit 1; }
+mkdir -p "$dir"
+cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >"$dir/cmake-configure.log" 2>&1 \
+  || { cat "$dir/cmake-configure.log" >&2; exit 1; }
 cmake --build "$dir" -j2

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian 12 (as root): installs the
 # dependencies, builds, starts a throwaway PostgreSQL 15, runs every test
-# (unit, actor and integration tests), then the same tests again in a build
+# (unit, actor, integration, fault and program tests, and a smoke run of the
+# benchmark), then the same tests again in a build
 # with AddressSanitizer + UndefinedBehaviorSanitizer, and stops the server.
 #   PGNOTIFY_SANITIZE=0 scripts/test.sh   skips the sanitizer pass
 set -euo pipefail
@@ -16,9 +17,11 @@ source "$pg_dir/env"
 echo "test: PostgreSQL at $PGNOTIFY_TEST_URI"
 
 (cd build && ctest --output-on-failure --timeout 300)
+# The benchmark, once at a tiny size: every workload, both clients, outputs checked.
+PGNOTIFY_BENCH_BUILD_DIR=build bash bench/run.sh --smoke
 
 if [ "${PGNOTIFY_SANITIZE:-1}" != 0 ]; then
-  bash scripts/build.sh build-asan -DPGNOTIFY_SANITIZE=ON
+  bash scripts/build.sh build-asan -DPGNOTIFY_SANITIZE=ON -DPGNOTIFY_BUILD_BENCH=OFF
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1
   export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
