@@ -65,10 +65,11 @@ caf::expected<bus_actor> spawn_bus(caf::actor_system& sys, bus_settings settings
   auto channels = settings.channels;
   std::sort(channels.begin(), channels.end());
   channels.erase(std::unique(channels.begin(), channels.end()), channels.end());
-  return sys.spawn(
-      bus, registry_settings{channels, settings.default_bound, settings.dynamic_channels},
-      listener_settings{channels, settings.backoff, settings.health, settings.max_failed_attempts},
-      std::move(connect));
+  return sys.spawn(bus,
+                   registry_settings{channels, settings.default_bound, settings.dynamic_channels},
+                   listener_settings{channels, settings.backoff, settings.health,
+                                     settings.max_failed_attempts, settings.max_batch},
+                   std::move(connect));
 }
 
 caf::expected<bus_actor> spawn_bus(caf::actor_system& sys, bus_settings settings) {

@@ -24,10 +24,11 @@ class connection {
   /// UNLISTENs on `channel`. Throws std::exception on failure.
   virtual void unlisten(const std::string& channel) = 0;
 
-  /// Reads whatever has arrived, without blocking, and appends its notifications,
-  /// stamped with `generation`, to `out`. Throws std::exception once the
-  /// connection is lost.
-  virtual void receive(std::vector<notification>& out, uint64_t generation) = 0;
+  /// Reads what has arrived, without blocking, and appends its notifications,
+  /// stamped with `generation`, to `out`; keeps reading while more is there and
+  /// `out` holds fewer than `enough`. Throws std::exception once the connection
+  /// is lost.
+  virtual void receive(std::vector<notification>& out, uint64_t generation, size_t enough) = 0;
 
   /// Sends readable_atom to `listener` once the socket has something to read
   /// (data, EOF or an error). One shot: call again after each receive().

@@ -58,15 +58,17 @@ void schedule_health_check(listener_pointer self) {
 bool forward_notifications(listener_pointer self) {
   auto& st = self->state;
   try {
-    st.conn->receive(st.buffer, st.status.generation);
+    st.conn->receive(st.buffer, st.status.generation, st.settings.max_batch);
   } catch (const std::exception& e) {
     st.buffer.clear();
     fail(self, fmt::format("connection lost: {}", e.what()));
     return false;
   }
   if (!st.buffer.empty()) {
+    auto size = st.buffer.size();
     self->send(st.registry, received_notifications{std::move(st.buffer)});
     st.buffer = {};
+    st.buffer.reserve(size);  // the next read is likely as large
   }
   return true;
 }

@@ -36,6 +36,10 @@ struct listener_settings {
   health_check_settings health;
   /// Quit with errc::gave_up after this many failures in a row; 0 = never give up.
   uint32_t max_failed_attempts = 0;
+  /// While the socket has more, the listener keeps reading until a batch holds
+  /// this many notifications: bigger batches mean fewer messages per
+  /// notification, but a batch above a subscriber's bound is cut for it.
+  size_t max_batch = 256;
 };
 
 struct listener_state {

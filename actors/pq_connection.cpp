@@ -205,16 +205,22 @@ void pq_connection::unlisten(const std::string& channel) {
   }
 }
 
-void pq_connection::receive(std::vector<notification>& out, uint64_t generation) {
+void pq_connection::receive(std::vector<notification>& out, uint64_t generation, size_t enough) {
   impl_->out = &out;
   impl_->generation = generation;
-  try {
-    impl_->conn.get_notifs();
-  } catch (const std::exception& e) {
-    throw std::runtime_error(one_line(e.what()));
-  }
-  // After the server's FATAL notice, get_notifs() returns normally; EOF follows.
-  if (!impl_->conn.is_open()) throw std::runtime_error("connection closed by the server");
+  // While more has arrived, read it now: a read costs a poll() here, a trip
+  // through the watcher thread otherwise.
+  do {
+    try {
+      impl_->conn.get_notifs();
+    } catch (const std::exception& e) {
+      throw std::runtime_error(one_line(e.what()));
+    }
+    // After the server's FATAL notice, get_notifs() returns normally; EOF follows.
+    if (!impl_->conn.is_open()) throw std::runtime_error("connection closed by the server");
+    pollfd more{impl_->conn.sock(), POLLIN, 0};
+    if (out.size() >= enough || ::poll(&more, 1, 0) <= 0) break;
+  } while (true);
 }
 
 void pq_connection::notify_when_readable(const listener_actor& listener) {

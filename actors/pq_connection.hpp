@@ -21,7 +21,7 @@ class pq_connection final : public connection {
 
   void listen(const std::string& channel) override;
   void unlisten(const std::string& channel) override;
-  void receive(std::vector<notification>& out, uint64_t generation) override;
+  void receive(std::vector<notification>& out, uint64_t generation, size_t enough) override;
   void notify_when_readable(const listener_actor& listener) override;
   health check_health(caf::timespan timeout) override;
 

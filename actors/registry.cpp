@@ -237,9 +237,11 @@ registry_actor::behavior_type registry(registry_pointer self, registry_settings 
       [=](ack_atom, const std::string& channel, uint32_t count) {
         auto i = self->state.channels.find(channel);
         if (i == self->state.channels.end()) return;
-        auto sender = caf::actor_cast<caf::actor_addr>(self->current_sender());
+        // Compared by control block: building an actor_addr per subscription
+        // would cost atomic reference counting on every ack.
+        auto sender = self->current_sender().get();
         for (auto& sub : i->second) {
-          if (sub.subscriber.address() != sender) continue;
+          if (sub.subscriber->ctrl() != sender) continue;
           sub.in_flight -= std::min(count, sub.in_flight);
           if (sub.in_flight == 0 && sub.unreported > 0) {
             send_to(self, sub.subscriber, lagged{channel, sub.unreported});

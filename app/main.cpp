@@ -51,6 +51,12 @@ sigset_t stop_signals() {
   return set;
 }
 
+/// Records a failure unless a more specific exit code was set already.
+void report_failure(std::atomic<int>& exit_status) {
+  int unset = exit_ok;
+  exit_status.compare_exchange_strong(unset, exit_failure);
+}
+
 /// Ends main's sigwait as if the user had pressed Ctrl-C.
 void wake_main() {
   ::kill(::getpid(), SIGTERM);
@@ -89,7 +95,12 @@ caf::behavior watchdog(caf::event_based_actor* self, bus_actor bus, caf::timespa
   self->monitor(bus);
   self->set_down_handler([=](caf::down_msg& msg) {
     logger()->error("stopped: {}", render(msg.reason));
-    *exit_status = msg.reason == make_error(errc::gave_up) ? exit_gave_up : exit_failure;
+    // Giving up is the more telling code: it wins over a failure another part
+    // (the subscriber losing its bus) may have reported first.
+    if (msg.reason == make_error(errc::gave_up))
+      *exit_status = exit_gave_up;
+    else
+      report_failure(*exit_status);
     wake_main();
     self->quit();
   });
@@ -129,7 +140,7 @@ int listen(app_config& cfg, const app_settings& settings) {
     };
     callbacks.on_error = [&exit_status](const caf::error& err) {
       logger()->error("subscription refused: {}", render(err));
-      exit_status = exit_failure;
+      report_failure(exit_status);
       wake_main();
     };
     auto sub = spawn_subscriber(sys, bus.bus, {settings.bus.channels, settings.bus.default_bound},
@@ -256,6 +267,10 @@ int main(int argc, char** argv) {
     set_logger(log);
     add_message_types(cfg);
     cfg.load<caf::io::middleman>();  // for serve and --remote
+    // CAF's default work-stealing workers poll for work (1 % of a core when
+    // idle, bench/RESULTS.md) and wake late after a pause; a shared queue
+    // sleeps until there is work, which suits a mostly idle listener.
+    cfg.set("scheduler.policy", caf::atom("sharing"));
     if (inv.command == "listen") return listen(cfg, settings);
     if (inv.command == "serve") return serve(cfg, settings);
     if (inv.command == "notify") return notify(settings, inv.arguments);

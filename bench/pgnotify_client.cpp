@@ -180,6 +180,7 @@ class pgnotify_client {
     bus_settings settings;
     settings.conninfo = s_.uri;
     settings.channels = std::move(channels);
+    settings.max_batch = s_.max_batch;
     auto bus = spawn_bus(sys_, settings);
     if (!bus) throw failure{"spawn_bus: " + render(bus.error())};
     bus_ = *bus;

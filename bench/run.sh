@@ -14,6 +14,7 @@
 #                                     CAF options for the pgnotify client
 #   bash bench/run.sh --keep DIR      keep every run's output and metrics in DIR
 #
+# MAX_BATCH=N (default 256) is the pgnotify client's bus_settings::max_batch.
 # PGNOTIFY_BENCH_BUILD_DIR (default build-bench) is the build directory; an
 # existing build (such as scripts/test.sh's build/) is only brought up to date.
 set -euo pipefail

@@ -124,15 +124,18 @@ std::optional<std::string> parse_settings(int argc, char** argv, settings& out) 
   if (out.channel.size() > 63) return "CHANNEL must be at most 63 bytes";
 
   constexpr uint64_t max_u32 = std::numeric_limits<uint32_t>::max();
-  uint64_t n = 0, k = 0, bound = 0, channels = 0, idle = 0, patience = 0;
+  uint64_t n = 0, k = 0, bound = 0, channels = 0, idle = 0, patience = 0, max_batch = 0;
   for (auto err :
        {env_number("N", max_u32, default_n(out.kind), n),
         env_number("K", max_u32, default_k(out.kind), k),
         env_number("STALLED_BOUND", max_u32, 256, bound),
+        env_number("MAX_BATCH", max_u32, 256, max_batch),
         env_number("CHANNELS", 100'000, 1'000, channels),
         env_number("IDLE_SECONDS", 3'600, 10, idle), env_number("TIMEOUT_S", 3'600, 120, patience)})
     if (err) return err;
-  if (k == 0 || bound == 0 || patience == 0) return "K, STALLED_BOUND and TIMEOUT_S must be >= 1";
+  if (k == 0 || bound == 0 || patience == 0 || max_batch == 0)
+    return "K, STALLED_BOUND, MAX_BATCH and TIMEOUT_S must be >= 1";
+  out.max_batch = max_batch;
   if (n == 0 && out.kind != workload::idle) return "N must be >= 1";
   out.n = n;
   out.k = static_cast<uint32_t>(k);

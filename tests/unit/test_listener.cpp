@@ -45,7 +45,7 @@ class scripted_connection final : public connection {
     script_->listens.push_back(channel);
   }
   void unlisten(const std::string& channel) override { script_->unlistens.push_back(channel); }
-  void receive(std::vector<notification>& out, uint64_t generation) override {
+  void receive(std::vector<notification>& out, uint64_t generation, size_t) override {
     if (script_->drop_on_next_read) {
       script_->drop_on_next_read = false;
       throw std::runtime_error("server closed the connection unexpectedly");

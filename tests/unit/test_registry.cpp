@@ -239,7 +239,7 @@ struct dynamic_fixture : caf_fixture {
         : log(std::move(l)) {}
     void listen(const std::string& c) override { log->push_back("LISTEN " + c); }
     void unlisten(const std::string& c) override { log->push_back("UNLISTEN " + c); }
-    void receive(std::vector<notification>&, uint64_t) override {}
+    void receive(std::vector<notification>&, uint64_t, size_t) override {}
     void notify_when_readable(const listener_actor&) override {}
     health check_health(caf::timespan) override { return {}; }
   };
