@@ -75,8 +75,10 @@ caf::expected<bus_actor> spawn_bus(caf::actor_system& sys, bus_settings settings
 caf::expected<bus_actor> spawn_bus(caf::actor_system& sys, bus_settings settings) {
   auto conninfo = prepare_conninfo(settings.conninfo, settings.connection);
   if (!conninfo) return std::move(conninfo.error());
-  auto connect = [conninfo = *conninfo]() -> std::unique_ptr<connection> {
-    return std::make_unique<pq_connection>(conninfo);
+  // LISTEN and UNLISTEN get the health check's deadline.
+  auto connect = [conninfo = *conninfo,
+                  timeout = settings.health.timeout]() -> std::unique_ptr<connection> {
+    return std::make_unique<pq_connection>(conninfo, timeout);
   };
   return spawn_bus(sys, std::move(settings), connect);
 }

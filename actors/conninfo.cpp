@@ -32,6 +32,25 @@ parsed_options parse(const std::string& conninfo) {
   return result;
 }
 
+// libpq's parse errors quote the offending input, for a URI all of it, which
+// may hold a password: keep quoted keywords ("port"), drop quoted input.
+std::string without_quoted_input(const std::string& message) {
+  std::string result;
+  size_t pos = 0;
+  while (pos < message.size()) {
+    auto open = message.find('"', pos);
+    auto close = open == std::string::npos ? open : message.find('"', open + 1);
+    if (close == std::string::npos) break;
+    auto quoted = message.substr(open + 1, close - open - 1);
+    bool is_keyword = quoted.find_first_not_of("abcdefghijklmnopqrstuvwxyz_=") == std::string::npos;
+    result += message.substr(pos, open - pos);
+    is_keyword = is_keyword || quoted.size() == 1;  // "]", ":" and the like
+    result += is_keyword ? '"' + quoted + '"' : std::string{"(input withheld)"};
+    pos = close + 1;
+  }
+  return result + message.substr(std::min(pos, message.size()));
+}
+
 // libpq's key=value quoting: single quotes, with \ and ' escaped by a backslash.
 void append_setting(std::string& out, const std::string& key, const std::string& value) {
   if (!out.empty()) out += ' ';
@@ -50,7 +69,8 @@ caf::expected<std::string> prepare_conninfo(const std::string& conninfo,
                                             const connection_defaults& defaults) {
   auto parsed = parse(conninfo);
   if (!parsed.options)
-    return make_error(errc::invalid_argument, "bad connection string: " + parsed.error);
+    return make_error(errc::invalid_argument,
+                      "bad connection string: " + without_quoted_input(parsed.error));
   const std::vector<std::pair<std::string, std::string>> wanted{
       {"connect_timeout", std::to_string(defaults.connect_timeout_s)},
       {"keepalives", "1"},

@@ -21,9 +21,29 @@ bus_status current_status(listener_pointer self) {
   return result;
 }
 
+// Hands the buffered notifications to the registry.
+void flush(listener_pointer self) {
+  auto& st = self->state;
+  if (st.buffer.empty()) return;
+  auto size = st.buffer.size();
+  self->send(st.registry, received_notifications{std::move(st.buffer)});
+  st.buffer = {};
+  st.buffer.reserve(size);  // the next read is likely as large
+}
+
 void fail(listener_pointer self, const std::string& what) {
   auto& st = self->state;
-  st.conn.reset();
+  if (st.conn) {
+    // What the connection has read already arrived in this generation: hand it
+    // on before reconnected{g + 1} can be announced.
+    try {
+      st.conn->receive(st.buffer, st.status.generation, SIZE_MAX);
+    } catch (const std::exception&) {
+      // The connection is failing anyway; what was read is in the buffer.
+    }
+    flush(self);
+    st.conn.reset();
+  }
   auto now = self->clock().now();
   if (st.connected_at && now - *st.connected_at >= st.settings.backoff.stable_after)
     st.delays->reset();
@@ -60,16 +80,10 @@ bool forward_notifications(listener_pointer self) {
   try {
     st.conn->receive(st.buffer, st.status.generation, st.settings.max_batch);
   } catch (const std::exception& e) {
-    st.buffer.clear();
     fail(self, fmt::format("connection lost: {}", e.what()));
     return false;
   }
-  if (!st.buffer.empty()) {
-    auto size = st.buffer.size();
-    self->send(st.registry, received_notifications{std::move(st.buffer)});
-    st.buffer = {};
-    st.buffer.reserve(size);  // the next read is likely as large
-  }
+  flush(self);
   return true;
 }
 
@@ -118,6 +132,9 @@ void try_connect(listener_pointer self) {
   st.conn->notify_when_readable(self);
   schedule_health_check(self);
   self->become(listening(self));
+  // LISTEN reads what the server sent meanwhile into libpq's queue, where the
+  // socket watcher cannot see it.
+  forward_notifications(self);
 }
 
 // LISTEN on one more channel now if connected, else at the next connect.
@@ -135,6 +152,7 @@ caf::result<caf::ok_atom> add_channel(listener_pointer self, const std::string& 
     }
   }
   wanted.push_back(channel);
+  if (st.conn) forward_notifications(self);  // what LISTEN read on the side
   return caf::ok_atom_v;
 }
 
@@ -146,8 +164,9 @@ void remove_channel(listener_pointer self, const std::string& channel) {
   try {
     st.conn->unlisten(channel);
   } catch (const std::exception& e) {
-    fail(self, e.what());
+    return fail(self, e.what());
   }
+  forward_notifications(self);  // what UNLISTEN read on the side
 }
 
 caf::result<std::vector<std::string>> server_listening(listener_pointer self) {

@@ -156,71 +156,108 @@ struct pq_connection::impl {
    public:
     receiver(impl& owner, const std::string& channel)
         : pqxx::notification_receiver(owner.conn, channel), owner_(owner) {}
+    // libpqxx calls this from any query that reads notifications (LISTEN,
+    // UNLISTEN, the health check), not only from receive(): collect them here.
     void operator()(const std::string& payload, int backend_pid) override {
-      owner_.out->push_back(notification{channel(), payload, backend_pid, owner_.generation});
+      owner_.arrived.push_back(notification{channel(), payload, backend_pid, 0});
     }
 
    private:
     impl& owner_;
   };
 
-  explicit impl(const std::string& conninfo)
-      : conn(conninfo), notices(conn), watcher(std::make_unique<socket_watcher>(conn.sock())) {}
+  impl(const std::string& conninfo, caf::timespan timeout)
+      : conn(conninfo),
+        notices(conn),
+        command_timeout(timeout),
+        watcher(std::make_unique<socket_watcher>(conn.sock())) {
+    // libpqxx 6 would otherwise reopen a broken connection behind our back on
+    // the next query: we want to see the failure and start a new generation.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    conn.inhibit_reactivation(true);
+#pragma GCC diagnostic pop
+  }
+
+  // Runs a blocking libpqxx call that the server must answer within the command
+  // timeout (the watcher shuts the socket down otherwise) and on a connection
+  // that is still open afterwards (libpqxx swallows some failures).
+  template <class F>
+  void bounded(const char* what, F&& call) {
+    watcher->set_deadline(socket_watcher::clock::now() + command_timeout);
+    try {
+      call();
+    } catch (const std::exception& e) {
+      watcher->set_deadline(std::nullopt);
+      throw std::runtime_error(one_line(std::string{what} + " failed: " + e.what()));
+    }
+    watcher->set_deadline(std::nullopt);
+    if (!conn.is_open()) throw std::runtime_error(std::string{what} + " failed: connection lost");
+  }
 
   pqxx::connection conn;
   notice_logger notices;
+  caf::timespan command_timeout;
   std::vector<std::unique_ptr<receiver>> receivers;
-  std::vector<notification>* out = nullptr;
-  uint64_t generation = 0;
+  std::vector<notification> arrived;        ///< read by libpqxx, not yet handed out
   std::unique_ptr<socket_watcher> watcher;  // declared last: stops before the connection closes
 };
 
-pq_connection::pq_connection(const std::string& conninfo) {
+pq_connection::pq_connection(const std::string& conninfo, caf::timespan command_timeout) {
   try {
-    impl_ = std::make_unique<impl>(conninfo);
+    impl_ = std::make_unique<impl>(conninfo, command_timeout);
   } catch (const std::exception& e) {
     throw std::runtime_error(one_line(e.what()));
   }
 }
 
-pq_connection::~pq_connection() = default;
+pq_connection::~pq_connection() {
+  // Close first: destroying a receiver on an open connection would send
+  // UNLISTEN and wait for the server, which may be the one that is frozen.
+  impl_->watcher.reset();
+  impl_->conn.disconnect();
+}
 
 void pq_connection::listen(const std::string& channel) {
-  try {
+  impl_->bounded("LISTEN", [&] {
     impl_->receivers.push_back(std::make_unique<impl::receiver>(*impl_, channel));
-  } catch (const std::exception& e) {
-    throw std::runtime_error(one_line("LISTEN failed: " + std::string{e.what()}));
-  }
+  });
 }
 
 void pq_connection::unlisten(const std::string& channel) {
   auto& receivers = impl_->receivers;
   // Destroying the channel's receiver makes libpqxx send UNLISTEN.
-  try {
+  impl_->bounded("UNLISTEN", [&] {
     receivers.erase(std::remove_if(receivers.begin(), receivers.end(),
                                    [&](const auto& r) { return r->channel() == channel; }),
                     receivers.end());
-  } catch (const std::exception& e) {
-    throw std::runtime_error(one_line("UNLISTEN failed: " + std::string{e.what()}));
-  }
+  });
 }
 
 void pq_connection::receive(std::vector<notification>& out, uint64_t generation, size_t enough) {
-  impl_->out = &out;
-  impl_->generation = generation;
-  // While more has arrived, read it now: a read costs a poll() here, a trip
-  // through the watcher thread otherwise.
-  do {
-    try {
-      impl_->conn.get_notifs();
-    } catch (const std::exception& e) {
-      throw std::runtime_error(one_line(e.what()));
+  // Whatever was read, also just before a failure, belongs to this generation.
+  auto hand_out = [&] {
+    for (auto& n : impl_->arrived) {
+      n.generation = generation;
+      out.push_back(std::move(n));
     }
-    // After the server's FATAL notice, get_notifs() returns normally; EOF follows.
-    if (!impl_->conn.is_open()) throw std::runtime_error("connection closed by the server");
-    pollfd more{impl_->conn.sock(), POLLIN, 0};
-    if (out.size() >= enough || ::poll(&more, 1, 0) <= 0) break;
-  } while (true);
+    impl_->arrived.clear();
+  };
+  try {
+    // While more has arrived, read it now: a read costs a poll() here, a trip
+    // through the watcher thread otherwise.
+    for (;;) {
+      impl_->conn.get_notifs();
+      // After the server's FATAL notice, get_notifs() returns normally; EOF follows.
+      if (!impl_->conn.is_open()) throw std::runtime_error("connection closed by the server");
+      pollfd more{impl_->conn.sock(), POLLIN, 0};
+      if (impl_->arrived.size() >= enough || ::poll(&more, 1, 0) <= 0) break;
+    }
+  } catch (const std::exception& e) {
+    hand_out();
+    throw std::runtime_error(one_line(e.what()));
+  }
+  hand_out();
 }
 
 void pq_connection::notify_when_readable(const listener_actor& listener) {
@@ -228,18 +265,21 @@ void pq_connection::notify_when_readable(const listener_actor& listener) {
 }
 
 connection::health pq_connection::check_health(caf::timespan timeout) {
-  impl_->watcher->set_deadline(socket_watcher::clock::now() + timeout);
   health result;
+  auto previous = impl_->command_timeout;
+  impl_->command_timeout = timeout;
   try {
-    pqxx::nontransaction tx{impl_->conn, "pgnotify health check"};
-    for (const auto& row : tx.exec("SELECT pg_listening_channels()"))
-      result.listening.push_back(row[0].as<std::string>());
-    result.queue_usage = tx.exec("SELECT pg_notification_queue_usage()")[0][0].as<double>();
-  } catch (const std::exception& e) {
-    impl_->watcher->set_deadline(std::nullopt);
-    throw std::runtime_error(one_line("health check failed: " + std::string{e.what()}));
+    impl_->bounded("health check", [&] {
+      pqxx::nontransaction tx{impl_->conn, "pgnotify health check"};
+      for (const auto& row : tx.exec("SELECT pg_listening_channels()"))
+        result.listening.push_back(row[0].as<std::string>());
+      result.queue_usage = tx.exec("SELECT pg_notification_queue_usage()")[0][0].as<double>();
+    });
+  } catch (...) {
+    impl_->command_timeout = previous;
+    throw;
   }
-  impl_->watcher->set_deadline(std::nullopt);
+  impl_->command_timeout = previous;
   return result;
 }
 

@@ -15,8 +15,9 @@ namespace pgnotify {
 class pq_connection final : public connection {
  public:
   /// Connects with a prepared connection string (see prepare_conninfo); throws
-  /// std::runtime_error with libpq's one-line reason on failure.
-  explicit pq_connection(const std::string& conninfo);
+  /// std::runtime_error with libpq's one-line reason on failure. LISTEN and
+  /// UNLISTEN fail if the server does not answer within `command_timeout`.
+  pq_connection(const std::string& conninfo, caf::timespan command_timeout);
   ~pq_connection() override;
 
   void listen(const std::string& channel) override;

@@ -60,7 +60,8 @@ void add_subscription(registry_pointer self, std::vector<subscription>& subs, ca
 void drop_if_unused(registry_pointer self, const std::string& channel) {
   auto& st = self->state;
   auto i = st.channels.find(channel);
-  if (!st.dynamic || i == st.channels.end() || !i->second.empty() || st.permanent.count(channel))
+  if (!st.dynamic || i == st.channels.end() || !i->second.empty() || st.permanent.count(channel) ||
+      st.pending_listens.count(channel))
     return;
   st.channels.erase(i);
   self->send(st.listener, unlisten_atom_v, channel);
@@ -78,14 +79,25 @@ caf::result<caf::ok_atom> subscribe(registry_pointer self, const std::string& ch
   if (subs.error() != make_error(errc::unknown_channel) || !self->state.dynamic)
     return std::move(subs.error());
   // A new dynamic channel: answer once the server has acknowledged the LISTEN.
+  // Meanwhile the channel must not be UNLISTENed by another subscriber leaving.
+  ++self->state.pending_listens[channel];
   auto promise = self->make_response_promise<caf::ok_atom>();
+  auto done = [=] {
+    auto& pending = self->state.pending_listens;
+    if (--pending[channel] == 0) pending.erase(channel);
+  };
   self->request(self->state.listener, caf::infinite, listen_atom_v, channel)
       .then(
           [=](caf::ok_atom) mutable {
+            done();
             add_subscription(self, self->state.channels[channel], who, bound);
             promise.deliver(caf::ok_atom_v);
           },
-          [=](caf::error& err) mutable { promise.deliver(std::move(err)); });
+          [=](caf::error& err) mutable {
+            done();
+            drop_if_unused(self, channel);
+            promise.deliver(std::move(err));
+          });
   return promise;
 }
 

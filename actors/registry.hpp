@@ -40,6 +40,8 @@ struct registry_state {
   std::set<std::string> permanent;  ///< the channels given at start: never UNLISTENed
   bool dynamic = false;
   listener_actor listener;  ///< for dynamic channels; set once by the bus
+  /// Dynamic channels with a LISTEN under way: not UNLISTENed meanwhile.
+  std::unordered_map<std::string, size_t> pending_listens;
   std::vector<caf::actor> reconnect_subscribers;
   /// How many subscriptions (channels plus reconnects) each monitored actor holds.
   std::unordered_map<caf::actor_addr, size_t> monitored;

@@ -79,6 +79,16 @@ TEST_CASE("conninfo: a bad string is a clear error and redaction drops the passw
   CHECK(bad.error() == make_error(errc::invalid_argument));
   CHECK(render(bad.error()).find("bad connection string: missing \"=\" after \"port\"") !=
         std::string::npos);
+  // libpq quotes a malformed URI in its message: the password must not follow.
+  for (std::string malformed :
+       {"postgresql://alice:hunter2@[::1/app", "postgresql://alice:hunter2@db:5432/app?x=%zz",
+        "postgresql://alice:hunter2@db/app?x=%hu"}) {
+    auto refused = prepare_conninfo(malformed);
+    REQUIRE(!refused);
+    CHECK_MESSAGE(render(refused.error()).find("hunter2") == std::string::npos,
+                  render(refused.error()));
+    CHECK(render(refused.error()).find("bad connection string") != std::string::npos);
+  }
   auto uri = redact_conninfo("postgresql://alice:hunter2@db/app");
   CHECK(uri.find("hunter2") == std::string::npos);
   CHECK(uri.find("user='alice'") != std::string::npos);

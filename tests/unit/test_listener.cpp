@@ -404,3 +404,34 @@ TEST_CASE_FIXTURE(listener_fixture,
   CHECK(server->listens == std::vector<std::string>{"fixed", "new", "fixed", "while down"});
   CHECK(generations() == std::vector<uint64_t>{1, 2});
 }
+
+TEST_CASE_FIXTURE(listener_fixture,
+                  "listener: notifications read during LISTEN are handed on after reconnected") {
+  server->inbox = {{"a", "sent while LISTEN ran", 3, 0}};
+  start({"a"});
+  auto& msgs = messages_of(registry_stub);
+  REQUIRE(msgs.size() == 2);
+  CHECK(msgs[0].match_elements<reconnected>());
+  REQUIRE(msgs[1].match_elements<received_notifications>());
+  CHECK(msgs[1].get_as<received_notifications>(0).notifications.at(0).generation == 1);
+}
+
+TEST_CASE_FIXTURE(listener_fixture,
+                  "listener: what a failing connection read goes out before the next generation") {
+  start({"a", "b"}, {}, {10s, 5s});
+  server->listening_override = std::vector<std::string>{"a"};  // the check will fail
+  server->inbox = {{"b", "read by the health check", 3, 0}};
+  sched.clock().advance_time(10s);
+  sched.run();
+  server->listening_override.reset();
+  fire_next_timer();
+  std::vector<std::string> order;
+  for (auto& msg : messages_of(registry_stub))
+    if (msg.match_elements<reconnected>())
+      order.push_back("reconnected " + std::to_string(msg.get_as<reconnected>(0).generation));
+    else if (msg.match_elements<received_notifications>())
+      for (auto& n : msg.get_as<received_notifications>(0).notifications)
+        order.push_back(n.payload + " @" + std::to_string(n.generation));
+  CHECK(order ==
+        std::vector<std::string>{"reconnected 1", "read by the health check @1", "reconnected 2"});
+}
