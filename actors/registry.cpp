@@ -44,16 +44,23 @@ caf::expected<std::vector<subscription>*> find_channel(registry_pointer self,
   return &i->second;
 }
 
-void add_subscription(registry_pointer self, std::vector<subscription>& subs, caf::actor who,
-                      uint32_t bound) {
+void add_subscription(registry_pointer self, const std::string& channel,
+                      std::vector<subscription>& subs, caf::actor who, uint32_t bound) {
   auto i = std::find_if(subs.begin(), subs.end(),
                         [&](const subscription& s) { return s.subscriber == who; });
   if (i != subs.end()) {
     i->bound = bound;  // subscribing again only updates the bound
-  } else {
-    track(self, who);
-    subs.push_back(subscription{std::move(who), bound});
+    return;
   }
+  track(self, who);
+  subscription sub{who, bound};
+  // Batches of an earlier subscription may still be unacked: they count.
+  auto& unacked = self->state.unacked_after_unsubscribe;
+  if (auto j = unacked.find({who.address(), channel}); j != unacked.end()) {
+    sub.in_flight = j->second;
+    unacked.erase(j);
+  }
+  subs.push_back(std::move(sub));
 }
 
 // With dynamic channels, a channel nobody subscribes to any more is UNLISTENed.
@@ -73,7 +80,7 @@ caf::result<caf::ok_atom> subscribe(registry_pointer self, const std::string& ch
   if (bound == 0) return make_error(errc::invalid_argument, "bound must be at least 1");
   auto subs = find_channel(self, channel);
   if (subs) {
-    add_subscription(self, **subs, std::move(who), bound);
+    add_subscription(self, channel, **subs, std::move(who), bound);
     return caf::ok_atom_v;
   }
   if (subs.error() != make_error(errc::unknown_channel) || !self->state.dynamic)
@@ -90,7 +97,7 @@ caf::result<caf::ok_atom> subscribe(registry_pointer self, const std::string& ch
       .then(
           [=](caf::ok_atom) mutable {
             done();
-            add_subscription(self, self->state.channels[channel], who, bound);
+            add_subscription(self, channel, self->state.channels[channel], who, bound);
             promise.deliver(caf::ok_atom_v);
           },
           [=](caf::error& err) mutable {
@@ -158,6 +165,9 @@ void forget(registry_pointer self, const caf::actor_addr& who) {
                             [&](const caf::actor& a) { return a.address() == who; }),
              gens.end());
   st.monitored.erase(who);
+  auto& unacked = st.unacked_after_unsubscribe;
+  for (auto j = unacked.begin(); j != unacked.end();)
+    j = j->first.first == who ? unacked.erase(j) : std::next(j);
 }
 
 }  // namespace
@@ -190,6 +200,8 @@ registry_actor::behavior_type registry(registry_pointer self, registry_settings 
         auto i = std::find_if((*subs)->begin(), (*subs)->end(),
                               [&](const subscription& s) { return s.subscriber == who; });
         if (i != (*subs)->end()) {
+          if (i->in_flight > 0)
+            self->state.unacked_after_unsubscribe[{who.address(), channel}] = i->in_flight;
           (*subs)->erase(i);
           untrack(self, who);
           drop_if_unused(self, channel);
@@ -248,19 +260,24 @@ registry_actor::behavior_type registry(registry_pointer self, registry_settings 
       },
       [=](ack_atom, const std::string& channel, uint32_t count) {
         auto i = self->state.channels.find(channel);
-        if (i == self->state.channels.end()) return;
         // Compared by control block: building an actor_addr per subscription
         // would cost atomic reference counting on every ack.
         auto sender = self->current_sender().get();
-        for (auto& sub : i->second) {
-          if (sub.subscriber->ctrl() != sender) continue;
-          sub.in_flight -= std::min(count, sub.in_flight);
-          if (sub.in_flight == 0 && sub.unreported > 0) {
-            send_to(self, sub.subscriber, lagged{channel, sub.unreported});
-            sub.unreported = 0;
+        if (i != self->state.channels.end()) {
+          for (auto& sub : i->second) {
+            if (sub.subscriber->ctrl() != sender) continue;
+            sub.in_flight -= std::min(count, sub.in_flight);
+            if (sub.in_flight == 0 && sub.unreported > 0) {
+              send_to(self, sub.subscriber, lagged{channel, sub.unreported});
+              sub.unreported = 0;
+            }
+            return;
           }
-          return;
         }
+        // A late ack for a cancelled subscription (its dynamic channel may be gone).
+        auto& unacked = self->state.unacked_after_unsubscribe;
+        auto j = unacked.find({caf::actor_cast<caf::actor_addr>(self->current_sender()), channel});
+        if (j != unacked.end() && (j->second -= std::min(count, j->second)) == 0) unacked.erase(j);
       },
   };
 }

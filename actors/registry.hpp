@@ -4,6 +4,7 @@
 // reconnected{g}, and forgets subscribers that die.
 #pragma once
 
+#include <map>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -40,6 +41,9 @@ struct registry_state {
   std::set<std::string> permanent;  ///< the channels given at start: never UNLISTENed
   bool dynamic = false;
   listener_actor listener;  ///< for dynamic channels; set once by the bus
+  /// Unacked notifications of subscriptions that were cancelled: a subscriber's
+  /// late acks settle these, and a re-subscription starts with them in flight.
+  std::map<std::pair<caf::actor_addr, std::string>, uint32_t> unacked_after_unsubscribe;
   /// Dynamic channels with a LISTEN under way: not UNLISTENed meanwhile.
   std::unordered_map<std::string, size_t> pending_listens;
   std::vector<caf::actor> reconnect_subscribers;

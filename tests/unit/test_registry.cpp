@@ -321,3 +321,26 @@ TEST_CASE_FIXTURE(dynamic_fixture,
   CHECK(server_log->back() == "UNLISTEN short-lived");
   CHECK(channels() == std::vector<std::string>{"fixed"});
 }
+
+TEST_CASE_FIXTURE(registry_fixture,
+                  "registry: a re-subscription still counts what the old one has not acked") {
+  auto s = spawn_recorder();
+  subscribe("a", s, 4);
+  deliver("a", 0, 3);  // 3 in flight
+  CHECK(ask<caf::ok_atom>(unsubscribe_atom_v, std::string{"a"}, s));
+  subscribe("a", s, 4);
+  REQUIRE(stats().subscriptions.size() == 1);
+  CHECK(stats().subscriptions[0].in_flight == 3);
+  deliver("a", 3, 2);  // room for 1 only
+  CHECK(payloads(s) == range(0, 4));
+  ack(s, "a", 3);  // the old batch
+  ack(s, "a", 1);
+  REQUIRE(lags(s).size() == 1);
+  CHECK(lags(s)[0].missed == 1);
+  // Late acks of a cancelled subscription are settled and then forgotten.
+  deliver("a", 5, 2);
+  CHECK(ask<caf::ok_atom>(unsubscribe_atom_v, std::string{"a"}, s));
+  CHECK(state_of<registry_state, registry_actor::base>(reg).unacked_after_unsubscribe.size() == 1);
+  ack(s, "a", 2);
+  CHECK(state_of<registry_state, registry_actor::base>(reg).unacked_after_unsubscribe.empty());
+}
