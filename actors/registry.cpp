@@ -97,11 +97,16 @@ caf::result<caf::ok_atom> subscribe(registry_pointer self, const std::string& ch
       .then(
           [=](caf::ok_atom) mutable {
             done();
-            add_subscription(self, channel, self->state.channels[channel], who, bound);
+            auto& subs = self->state.channels[channel];
+            auto& cancelled = self->state.cancelled_while_pending;
+            if (cancelled.erase({who.address(), channel}) == 0)
+              add_subscription(self, channel, subs, who, bound);
+            drop_if_unused(self, channel);  // UNLISTENs again if it was cancelled
             promise.deliver(caf::ok_atom_v);
           },
           [=](caf::error& err) mutable {
             done();
+            self->state.cancelled_while_pending.erase({who.address(), channel});
             drop_if_unused(self, channel);
             promise.deliver(std::move(err));
           });
@@ -168,6 +173,9 @@ void forget(registry_pointer self, const caf::actor_addr& who) {
   auto& unacked = st.unacked_after_unsubscribe;
   for (auto j = unacked.begin(); j != unacked.end();)
     j = j->first.first == who ? unacked.erase(j) : std::next(j);
+  auto& cancelled = st.cancelled_while_pending;
+  for (auto j = cancelled.begin(); j != cancelled.end();)
+    j = j->first == who ? cancelled.erase(j) : std::next(j);
 }
 
 }  // namespace
@@ -195,10 +203,18 @@ registry_actor::behavior_type registry(registry_pointer self, registry_settings 
       },
       [=](unsubscribe_atom, const std::string& channel,
           const caf::actor& who) -> caf::result<caf::ok_atom> {
+        auto& st = self->state;
+        if (st.pending_listens.count(channel) && !st.channels.count(channel)) {
+          // Its subscribe still waits for the LISTEN: cancel it when it lands.
+          st.cancelled_while_pending.emplace(who.address(), channel);
+          return caf::ok_atom_v;
+        }
         auto subs = find_channel(self, channel);
         if (!subs) return std::move(subs.error());
         auto i = std::find_if((*subs)->begin(), (*subs)->end(),
                               [&](const subscription& s) { return s.subscriber == who; });
+        if (i == (*subs)->end() && st.pending_listens.count(channel))
+          st.cancelled_while_pending.emplace(who.address(), channel);
         if (i != (*subs)->end()) {
           if (i->in_flight > 0)
             self->state.unacked_after_unsubscribe[{who.address(), channel}] = i->in_flight;

@@ -46,6 +46,8 @@ struct registry_state {
   std::map<std::pair<caf::actor_addr, std::string>, uint32_t> unacked_after_unsubscribe;
   /// Dynamic channels with a LISTEN under way: not UNLISTENed meanwhile.
   std::unordered_map<std::string, size_t> pending_listens;
+  /// Subscribers that unsubscribed while their subscribe waited for its LISTEN.
+  std::set<std::pair<caf::actor_addr, std::string>> cancelled_while_pending;
   std::vector<caf::actor> reconnect_subscribers;
   /// How many subscriptions (channels plus reconnects) each monitored actor holds.
   std::unordered_map<caf::actor_addr, size_t> monitored;

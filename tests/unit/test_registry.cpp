@@ -344,3 +344,19 @@ TEST_CASE_FIXTURE(registry_fixture,
   ack(s, "a", 2);
   CHECK(state_of<registry_state, registry_actor::base>(reg).unacked_after_unsubscribe.empty());
 }
+
+TEST_CASE_FIXTURE(dynamic_fixture,
+                  "registry: unsubscribing while the subscribe waits for its LISTEN cancels it") {
+  auto a = spawn_recorder();
+  // Both requests reach the registry before the listener answers the LISTEN.
+  self->send(reg, subscribe_atom_v, std::string{"news"}, a);
+  self->send(reg, unsubscribe_atom_v, std::string{"news"}, a);
+  sched.run();
+  int replies = 0;
+  for (int i = 0; i < 2; ++i)
+    self->receive([&](caf::ok_atom) { ++replies; }, caf::after(0s) >> [] {});
+  CHECK(replies == 2);
+  CHECK(*server_log == std::vector<std::string>{"LISTEN fixed", "LISTEN news", "UNLISTEN news"});
+  CHECK(channels() == std::vector<std::string>{"fixed"});
+  CHECK(state_of<registry_state, registry_actor::base>(reg).cancelled_while_pending.empty());
+}
