@@ -15,9 +15,11 @@ listener_actor::behavior_type disconnected(listener_pointer self);
 listener_actor::behavior_type listening(listener_pointer self);
 
 bus_status current_status(listener_pointer self) {
+  // retry_in is derived from retry_at, so it stays right as time passes.
   auto result = self->state.status;
-  if (result.state == connection_state::backing_off)
-    result.retry_in = std::max(caf::timespan{0}, self->state.retry_at - self->clock().now());
+  result.retry_in = result.state == connection_state::backing_off
+                        ? std::max(caf::timespan{0}, self->state.retry_at - self->clock().now())
+                        : caf::timespan{0};
   return result;
 }
 
@@ -60,7 +62,6 @@ void fail(listener_pointer self, const std::string& what) {
   st.status.state = connection_state::backing_off;
   st.status.last_error = what;
   st.status.last_error_at = caf::make_timestamp();
-  st.status.retry_in = delay;
   st.retry_at = now + delay;
   logger()->warn("pgnotify: {}; reconnecting in {} ms", what,
                  std::chrono::duration_cast<std::chrono::milliseconds>(delay).count());
@@ -123,7 +124,6 @@ void try_connect(listener_pointer self) {
   st.connected_at = self->clock().now();
   st.status.state = connection_state::listening;
   st.status.generation += 1;
-  st.status.retry_in = caf::timespan{0};
   st.status.failed_attempts = 0;
   st.status.health_checks_passed = 0;
   logger()->info("pgnotify: connected, generation {}, listening on {} channel(s)",

@@ -179,12 +179,12 @@ struct pq_connection::impl {
 #pragma GCC diagnostic pop
   }
 
-  // Runs a blocking libpqxx call that the server must answer within the command
-  // timeout (the watcher shuts the socket down otherwise) and on a connection
-  // that is still open afterwards (libpqxx swallows some failures).
+  // Runs a blocking libpqxx call that the server must answer within `timeout` (the watcher shuts
+  // the socket down otherwise) and on a connection that is still open afterwards (libpqxx swallows
+  // some failures).
   template <class F>
-  void bounded(const char* what, F&& call) {
-    watcher->set_deadline(socket_watcher::clock::now() + command_timeout);
+  void bounded(const char* what, caf::timespan timeout, F&& call) {
+    watcher->set_deadline(socket_watcher::clock::now() + timeout);
     try {
       call();
     } catch (const std::exception& e) {
@@ -219,7 +219,7 @@ pq_connection::~pq_connection() {
 }
 
 void pq_connection::listen(const std::string& channel) {
-  impl_->bounded("LISTEN", [&] {
+  impl_->bounded("LISTEN", impl_->command_timeout, [&] {
     impl_->receivers.push_back(std::make_unique<impl::receiver>(*impl_, channel));
   });
 }
@@ -227,7 +227,7 @@ void pq_connection::listen(const std::string& channel) {
 void pq_connection::unlisten(const std::string& channel) {
   auto& receivers = impl_->receivers;
   // Destroying the channel's receiver makes libpqxx send UNLISTEN.
-  impl_->bounded("UNLISTEN", [&] {
+  impl_->bounded("UNLISTEN", impl_->command_timeout, [&] {
     receivers.erase(std::remove_if(receivers.begin(), receivers.end(),
                                    [&](const auto& r) { return r->channel() == channel; }),
                     receivers.end());
@@ -237,11 +237,15 @@ void pq_connection::unlisten(const std::string& channel) {
 void pq_connection::receive(std::vector<notification>& out, uint64_t generation, size_t enough) {
   // Whatever was read, also just before a failure, belongs to this generation.
   auto hand_out = [&] {
-    for (auto& n : impl_->arrived) {
-      n.generation = generation;
-      out.push_back(std::move(n));
+    auto& arrived = impl_->arrived;
+    for (auto& n : arrived) n.generation = generation;
+    if (out.empty()) {
+      out.swap(arrived);  // the usual case: no copy, no move per notification
+    } else {
+      out.insert(out.end(), std::make_move_iterator(arrived.begin()),
+                 std::make_move_iterator(arrived.end()));
     }
-    impl_->arrived.clear();
+    arrived.clear();
   };
   try {
     // While more has arrived, read it now: a read costs a poll() here, a trip
@@ -266,20 +270,12 @@ void pq_connection::notify_when_readable(const listener_actor& listener) {
 
 connection::health pq_connection::check_health(caf::timespan timeout) {
   health result;
-  auto previous = impl_->command_timeout;
-  impl_->command_timeout = timeout;
-  try {
-    impl_->bounded("health check", [&] {
-      pqxx::nontransaction tx{impl_->conn, "pgnotify health check"};
-      for (const auto& row : tx.exec("SELECT pg_listening_channels()"))
-        result.listening.push_back(row[0].as<std::string>());
-      result.queue_usage = tx.exec("SELECT pg_notification_queue_usage()")[0][0].as<double>();
-    });
-  } catch (...) {
-    impl_->command_timeout = previous;
-    throw;
-  }
-  impl_->command_timeout = previous;
+  impl_->bounded("health check", timeout, [&] {
+    pqxx::nontransaction tx{impl_->conn, "pgnotify health check"};
+    for (const auto& row : tx.exec("SELECT pg_listening_channels()"))
+      result.listening.push_back(row[0].as<std::string>());
+    result.queue_usage = tx.exec("SELECT pg_notification_queue_usage()")[0][0].as<double>();
+  });
   return result;
 }
 
