@@ -11,9 +11,12 @@ namespace pgnotify {
 struct backoff_settings {
   caf::timespan initial = std::chrono::milliseconds(500);
   caf::timespan max = std::chrono::seconds(30);
-  /// A connection that stayed up this long resets the delay to `initial`; one
-  /// that drops sooner keeps the delay growing, so a server that accepts and
-  /// drops at once is not hammered.
+  /// A connection that drops after being up at least this long is replaced at
+  /// once; one that drops sooner counts as a failed attempt and waits for the
+  /// next delay, so a server that accepts and drops at once is not hammered.
+  caf::timespan min_uptime = std::chrono::milliseconds(250);
+  /// A connection that stayed up this long resets the delay to `initial`; after
+  /// a shorter one, the next failed attempt keeps the delay growing.
   caf::timespan stable_after = std::chrono::seconds(10);
   /// 0 = exact delays. j in (0, 1]: each delay is drawn from [(1 - j) * d, d],
   /// so that many clients of one restarted server do not reconnect in lockstep.

@@ -1,34 +1,133 @@
 #include "bus.hpp"
 
 #include <algorithm>
+#include <memory>
+
+#include <caf/io/middleman.hpp>
+#include <caf/io/network/default_multiplexer.hpp>
+#include <caf/typed_event_based_actor.hpp>
 
 #include "../messages/channel_name.hpp"
 #include "../messages/errors.hpp"
 #include "listener.hpp"
-#include "pq_connection.hpp"
+#include "log.hpp"
+#include "pg/pq_connection.hpp"
 #include "registry.hpp"
 
 namespace pgnotify {
 
 namespace {
 
-template <class Reply, class Request>
-caf::result<Reply> ask_listener(bus_actor::pointer self, const listener_actor& lis, Request req) {
-  auto promise = self->make_response_promise<Reply>();
-  self->request(lis, caf::infinite, req)
-      .then([=](Reply& reply) mutable { promise.deliver(std::move(reply)); },
+struct bus_state {
+  static inline const char* name = "pgnotify.bus";
+  registry_actor registry;
+  listener_actor listener;  ///< null while a crashed listener waits for its restart
+  pg::connection_factory connect;
+  listener_settings listener_config;
+  std::unique_ptr<backoff> restart_delays;
+  uint32_t restarts = 0;
+  std::string crash;  ///< why the last listener crashed
+  caf::timestamp crashed_at;
+  caf::actor_clock::time_point restart_at;
+};
+
+using bus_pointer = bus_actor::stateful_pointer<bus_state>;
+
+void start_listener(bus_pointer self, listener_settings config) {
+  auto& st = self->state;
+  st.listener = spawn_listener(self->system(), st.connect, st.registry, std::move(config));
+  self->link_to(st.listener);
+  // Before any request the bus delegates: messages from one sender stay in order.
+  self->send(st.registry, st.listener);
+}
+
+// A restarted listener LISTENs on what the registry has now (dynamic channels
+// included) and continues its generations.
+void restart_listener(bus_pointer self) {
+  auto& st = self->state;
+  if (st.listener) return;  // not from a crash: nothing to restart
+  self->request(st.registry, caf::infinite, channels_atom_v)
+      .then([=](std::vector<std::string>& channels) {
+        self->request(self->state.registry, caf::infinite, stats_atom_v)
+            .then([=](const bus_stats& stats) mutable {
+              auto config = self->state.listener_config;
+              config.channels = std::move(channels);
+              config.initial_generation = stats.generation;
+              logger()->info("pgnotify: restarting the listener (restart {})",
+                             self->state.restarts);
+              start_listener(self, std::move(config));
+            });
+      });
+}
+
+void on_exit_message(bus_pointer self, caf::exit_msg& msg) {
+  auto& st = self->state;
+  bool from_listener = st.listener && msg.source == st.listener.address();
+  if (!from_listener || msg.reason == make_error(errc::gave_up)) return self->quit(msg.reason);
+  // The listener crashed: the bus, the registry and every subscription stay.
+  st.listener = nullptr;
+  st.restarts += 1;
+  st.crash = "listener crashed: " + render(msg.reason);
+  st.crashed_at = caf::make_timestamp();
+  auto delay = st.restart_delays->next();
+  st.restart_at = self->clock().now() + delay;
+  logger()->error("pgnotify: {}; restarting it in {} ms", st.crash,
+                  std::chrono::duration_cast<std::chrono::milliseconds>(delay).count());
+  self->delayed_send(self, delay, restart_atom_v);
+}
+
+// The status while no listener runs: waiting to restart one.
+bus_status restart_status(bus_pointer self, uint64_t generation) {
+  auto& st = self->state;
+  bus_status result;
+  result.state = connection_state::backing_off;
+  result.generation = generation;
+  result.last_error = st.crash;
+  result.last_error_at = st.crashed_at;
+  result.retry_in = std::max(caf::timespan{0}, st.restart_at - self->clock().now());
+  result.listener_restarts = st.restarts;
+  return result;
+}
+
+caf::result<bus_status> status(bus_pointer self) {
+  auto promise = self->make_response_promise<bus_status>();
+  auto& st = self->state;
+  auto fail = [=](caf::error& err) mutable { promise.deliver(std::move(err)); };
+  if (!st.listener) {
+    self->request(st.registry, caf::infinite, stats_atom_v)
+        .then([=](const bus_stats& stats) mutable {
+          promise.deliver(restart_status(self, stats.generation));
+        }, fail);
+    return promise;
+  }
+  self->request(st.listener, caf::infinite, status_atom_v)
+      .then([=](bus_status& reply) mutable {
+        reply.listener_restarts = self->state.restarts;
+        promise.deliver(std::move(reply));
+      }, fail);
+  return promise;
+}
+
+caf::result<std::vector<std::string>> listening(bus_pointer self) {
+  auto& st = self->state;
+  if (!st.listener) return make_error(errc::not_connected, st.crash);
+  auto promise = self->make_response_promise<std::vector<std::string>>();
+  self->request(st.listener, caf::infinite, listening_atom_v)
+      .then([=](std::vector<std::string>& reply) mutable { promise.deliver(std::move(reply)); },
             [=](caf::error& err) mutable { promise.deliver(std::move(err)); });
   return promise;
 }
 
-bus_actor::behavior_type bus(bus_actor::pointer self, registry_settings registry_config,
-                             listener_settings listener_config, connection_factory connect) {
-  auto reg = self->spawn<caf::linked>(registry, std::move(registry_config));
-  // Detached: connecting and LISTEN block, and must not stall CAF's workers.
-  auto lis = self->spawn<caf::detached + caf::linked>(listener, std::move(connect), reg,
-                                                      std::move(listener_config));
-  // Before any request the bus delegates: messages from one sender stay in order.
-  self->send(reg, lis);
+bus_actor::behavior_type bus(bus_pointer self, registry_settings registry_config,
+                             listener_settings listener_config, pg::connection_factory connect) {
+  auto& st = self->state;
+  st.connect = std::move(connect);
+  st.listener_config = listener_config;
+  st.restart_delays = std::make_unique<backoff>(listener_config.backoff);
+  st.registry = self->spawn<caf::linked>(registry, std::move(registry_config));
+  self->set_exit_handler([=](caf::exit_msg& msg) { on_exit_message(self, msg); });
+  start_listener(self, std::move(listener_config));
+  auto reg = st.registry;
   return {
       [=](subscribe_atom, std::string& channel, caf::actor& who) {
         return self->delegate(reg, subscribe_atom_v, std::move(channel), std::move(who));
@@ -44,20 +143,18 @@ bus_actor::behavior_type bus(bus_actor::pointer self, registry_settings registry
       },
       [=](channels_atom) { return self->delegate(reg, channels_atom_v); },
       [=](stats_atom) { return self->delegate(reg, stats_atom_v); },
-      // Asked and answered by the bus rather than delegated: a reply from the
-      // detached listener to a remote node would make it known remotely, and a
-      // late remote reference kept ~actor_system waiting for its thread.
-      [=](status_atom) { return ask_listener<bus_status>(self, lis, status_atom_v); },
-      [=](listening_atom) {
-        return ask_listener<std::vector<std::string>>(self, lis, listening_atom_v);
-      },
+      [=](restart_atom) { restart_listener(self); },
+      // Asked and answered by the bus rather than delegated, so that the
+      // listener stays unknown to remote nodes.
+      [=](status_atom) { return status(self); },
+      [=](listening_atom) { return listening(self); },
   };
 }
 
 }  // namespace
 
 caf::expected<bus_actor> spawn_bus(caf::actor_system& sys, bus_settings settings,
-                                   connection_factory connect) {
+                                   pg::connection_factory connect) {
   for (const auto& channel : settings.channels)
     if (auto err = validate_channel_name(channel)) return err;
   if (settings.default_bound == 0)
@@ -65,20 +162,33 @@ caf::expected<bus_actor> spawn_bus(caf::actor_system& sys, bus_settings settings
   auto channels = settings.channels;
   std::sort(channels.begin(), channels.end());
   channels.erase(std::unique(channels.begin(), channels.end()), channels.end());
+  listener_settings listener_config{channels,
+                                    settings.backoff,
+                                    settings.health,
+                                    settings.max_failed_attempts,
+                                    settings.max_batch,
+                                    connect_timeout_of(settings.conninfo),
+                                    0};
   return sys.spawn(bus,
                    registry_settings{channels, settings.default_bound, settings.dynamic_channels},
-                   listener_settings{channels, settings.backoff, settings.health,
-                                     settings.max_failed_attempts, settings.max_batch},
-                   std::move(connect));
+                   std::move(listener_config), std::move(connect));
 }
 
 caf::expected<bus_actor> spawn_bus(caf::actor_system& sys, bus_settings settings) {
   auto conninfo = prepare_conninfo(settings.conninfo, settings.connection);
   if (!conninfo) return std::move(conninfo.error());
-  // LISTEN and UNLISTEN get the health check's deadline.
-  auto connect = [conninfo = *conninfo,
-                  timeout = settings.health.timeout]() -> std::unique_ptr<connection> {
-    return std::make_unique<pq_connection>(conninfo, timeout);
+  // The connection's socket is watched by the middleman's event loop.
+  auto* mux = sys.has_middleman()
+                  ? dynamic_cast<caf::io::network::default_multiplexer*>(&sys.middleman().backend())
+                  : nullptr;
+  if (mux == nullptr)
+    return make_error(errc::invalid_argument,
+                      "pgnotify needs CAF's middleman with its default network backend: call "
+                      "cfg.load<caf::io::middleman>() before creating the actor system");
+  settings.conninfo = *conninfo;
+  auto connect = [conninfo = *conninfo, mux](const listener_actor& listener) {
+    return std::unique_ptr<pg::connection>{
+        new pg::pq_connection(conninfo, *mux, caf::actor_cast<caf::actor>(listener))};
   };
   return spawn_bus(sys, std::move(settings), connect);
 }

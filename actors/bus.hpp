@@ -1,6 +1,9 @@
 // The bus: the user's entry point. spawn_bus validates the settings, spawns the
-// registry and the listener linked to the bus (they live and die together), and
-// returns a typed handle; stop it with caf::anon_send_exit(bus, exit_reason::user_shutdown).
+// registry and the listener, and returns a typed handle; stop it with
+// caf::anon_send_exit(bus, exit_reason::user_shutdown). The bus supervises the
+// listener: one that exits abnormally (a bug, an unexpected exception; not
+// giving up after max_failed_attempts) is restarted after the backoff, the
+// generation continues, and the registry and every subscription survive.
 #pragma once
 
 #include <string>
@@ -12,9 +15,9 @@
 
 #include "../messages/protocol.hpp"
 #include "backoff.hpp"
-#include "connection.hpp"
-#include "conninfo.hpp"
 #include "listener.hpp"
+#include "pg/connection.hpp"
+#include "pg/conninfo.hpp"
 
 namespace pgnotify {
 
@@ -40,13 +43,16 @@ struct bus_settings {
   bool dynamic_channels = false;
 };
 
-/// Spawns a bus connected to PostgreSQL. Errors (before anything is spawned):
-/// invalid_channel for a bad channel name, invalid_argument for a connection
-/// string libpq cannot parse or a default_bound of 0.
+/// Spawns a bus connected to PostgreSQL. The connection runs on CAF's event
+/// loop: the actor system must have loaded the middleman
+/// (cfg.load<caf::io::middleman>()) with its default network backend. Errors
+/// (before anything is spawned): invalid_channel for a bad channel name,
+/// invalid_argument for a connection string libpq cannot parse, a
+/// default_bound of 0 or a system without the middleman.
 caf::expected<bus_actor> spawn_bus(caf::actor_system& sys, bus_settings settings);
 
-/// The same with another way to connect: for tests and embedding.
+/// The same with another way to connect: for tests (see pg/scripted_connection.hpp).
 caf::expected<bus_actor> spawn_bus(caf::actor_system& sys, bus_settings settings,
-                                   connection_factory connect);
+                                   pg::connection_factory connect);
 
 }  // namespace pgnotify

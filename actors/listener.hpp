@@ -1,24 +1,25 @@
-// The listener actor: owns the single database connection. It connects, LISTENs
-// on every channel, hands one received_notifications per socket read to the
-// registry, and on any failure reconnects with backoff, LISTENs again and only
-// then bumps the generation (reconnected{g} to the registry).
+// The listener actor: owns the single database connection and drives libpq's
+// non-blocking API from CAF's event loop (actors/pg/). It connects, LISTENs on
+// every channel, hands what each socket read delivered to the registry, and
+// when the connection drops it reconnects at once; backoff applies only
+// between failed attempts. A new generation begins (reconnected{g} to the
+// registry) once every LISTEN of a connection is acknowledged.
 //
-// States (behaviors): disconnected (connecting or backing off: waits for
-// connect_atom) and listening (waits for readable_atom and health checks).
-// Both answer status.
+// Phases: connecting (libpq's connect steps, bounded by connect_timeout),
+// subscribing (the LISTENs of a new connection are in flight), listening
+// (reading, plus one command at a time: dynamic LISTEN/UNLISTEN and the health
+// check, each with a deadline) and backing off (a delayed connect_atom). No
+// call blocks, so shutdown takes effect at once in every phase.
 #pragma once
 
-#include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
-#include <caf/actor_clock.hpp>
-#include <caf/typed_event_based_actor.hpp>
+#include <caf/actor_system.hpp>
 
 #include "../messages/protocol.hpp"
 #include "backoff.hpp"
-#include "connection.hpp"
+#include "pg/connection.hpp"
 
 namespace pgnotify {
 
@@ -27,40 +28,27 @@ namespace pgnotify {
 /// channel LISTENed: detected at most interval + timeout after it died.
 struct health_check_settings {
   caf::timespan interval = std::chrono::seconds(10);  ///< 0 disables the check
-  caf::timespan timeout = std::chrono::seconds(5);
+  caf::timespan timeout = std::chrono::seconds(5);    ///< also bounds LISTEN and UNLISTEN
 };
 
 struct listener_settings {
   std::vector<std::string> channels;  ///< validated names; grows and shrinks with dynamic channels
   backoff_settings backoff;
   health_check_settings health;
-  /// Quit with errc::gave_up after this many failures in a row; 0 = never give up.
+  /// Quit with errc::gave_up after this many failed attempts in a row; 0 = never give up.
   uint32_t max_failed_attempts = 0;
-  /// While the socket has more, the listener keeps reading until a batch holds
-  /// this many notifications: bigger batches mean fewer messages per
-  /// notification, but a batch above a subscriber's bound is cut for it.
+  /// At most this many notifications per message to the registry; libpq keeps
+  /// the rest for the next turn, so other messages interleave.
   size_t max_batch = 256;
+  /// A connect (all of libpq's steps) that takes longer fails; 0 = no limit.
+  caf::timespan connect_timeout = std::chrono::seconds(10);
+  /// The generation before the first connect: 0 for a new bus, the last one
+  /// for a listener that the bus restarted after a crash.
+  uint64_t initial_generation = 0;
 };
 
-struct listener_state {
-  static inline const char* name = "pgnotify.listener";
-
-  connection_factory connect;
-  registry_actor registry;
-  listener_settings settings;
-  std::unique_ptr<pgnotify::backoff> delays;
-  std::unique_ptr<connection> conn;
-  bus_status status;
-  std::optional<caf::actor_clock::time_point> connected_at;
-  caf::actor_clock::time_point retry_at;
-  std::vector<notification> buffer;  ///< reused across reads
-};
-
-using listener_pointer = listener_actor::stateful_pointer<listener_state>;
-
-/// Spawn detached in production (connecting blocks); tests spawn it under the
-/// deterministic scheduler with a scripted connection_factory.
-listener_actor::behavior_type listener(listener_pointer self, connection_factory connect,
-                                       registry_actor registry, listener_settings settings);
+/// Spawns a listener that connects through `connect` and reports to `registry`.
+listener_actor spawn_listener(caf::actor_system& sys, pg::connection_factory connect,
+                              registry_actor registry, listener_settings settings);
 
 }  // namespace pgnotify

@@ -22,7 +22,7 @@
 #include <pqxx/pqxx>
 
 #include <pgnotify/actors/bus.hpp>
-#include <pgnotify/actors/conninfo.hpp>
+#include <pgnotify/actors/pg/conninfo.hpp>
 #include <pgnotify/actors/log.hpp>
 #include <pgnotify/actors/subscriber.hpp>
 #include <pgnotify/messages/channel_name.hpp>

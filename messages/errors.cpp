@@ -17,6 +17,8 @@ std::string to_string(errc x) {
       return "gave_up";
     case errc::not_connected:
       return "not_connected";
+    case errc::listen_failed:
+      return "listen_failed";
   }
   return "unknown_error";
 }

@@ -15,6 +15,7 @@ enum class errc : uint8_t {
   invalid_argument,     ///< e.g. a subscription bound of 0
   gave_up,              ///< the listener reached its limit of failed attempts
   not_connected,        ///< the request needs a connection and there is none now
+  listen_failed,        ///< the server refused LISTEN on a dynamic channel
 };
 
 constexpr caf::atom_value error_category = caf::atom("pgnotify");

@@ -26,6 +26,9 @@ CAF_ADD_ATOM(pgnotify, pgnotify, status_atom, "status")
 CAF_ADD_ATOM(pgnotify, pgnotify, stats_atom, "stats")
 CAF_ADD_ATOM(pgnotify, pgnotify, connect_atom, "connect")
 CAF_ADD_ATOM(pgnotify, pgnotify, readable_atom, "readable")
+CAF_ADD_ATOM(pgnotify, pgnotify, writable_atom, "writable")
+CAF_ADD_ATOM(pgnotify, pgnotify, deadline_atom, "deadline")
+CAF_ADD_ATOM(pgnotify, pgnotify, restart_atom, "restart")
 CAF_ADD_ATOM(pgnotify, pgnotify, health_atom, "health")
 CAF_ADD_ATOM(pgnotify, pgnotify, listen_atom, "listen")
 CAF_ADD_ATOM(pgnotify, pgnotify, unlisten_atom, "unlisten")
@@ -87,9 +90,13 @@ struct bus_status {
   std::string last_error;        ///< empty if there never was one; never holds a password
   caf::timestamp last_error_at;  ///< when last_error happened
   caf::timespan retry_in{0};     ///< while backing off: the delay before the next attempt
-  uint32_t failed_attempts = 0;  ///< drops and failed connects since the last successful connect
+  /// Failed connects, and connections that dropped right after they were made,
+  /// since the last connection that lasted (a lasting one that drops is
+  /// replaced at once and is no failure).
+  uint32_t failed_attempts = 0;
   uint64_t health_checks_passed = 0;  ///< on the current connection
   double queue_usage = 0;             ///< pg_notification_queue_usage() at the last health check
+  uint32_t listener_restarts = 0;     ///< times the bus restarted a listener that crashed
 };
 
 /// One subscription's counters.
@@ -140,7 +147,8 @@ typename Inspector::result_type inspect(Inspector& f, reconnected& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, bus_status& x) {
   return f(caf::meta::type_name("pgnotify.bus_status"), x.state, x.generation, x.last_error,
-           x.last_error_at, x.retry_in, x.failed_attempts, x.health_checks_passed, x.queue_usage);
+           x.last_error_at, x.retry_in, x.failed_attempts, x.health_checks_passed, x.queue_usage,
+           x.listener_restarts);
 }
 
 template <class Inspector>
@@ -176,14 +184,20 @@ using subscription_actor = caf::typed_actor<
   caf::replies_to<channels_atom>::with<std::vector<std::string>>,
   caf::replies_to<stats_atom>::with<bus_stats>>;
 
-/// The listener: owns the connection; only the bus, the registry and the
-/// listener itself talk to it.
+/// The listener: owns the connection; only the bus, the registry, CAF's event
+/// loop and the listener itself talk to it. `attempt` numbers the connection
+/// attempts: a message about an earlier attempt's connection is stale.
 using listener_actor = caf::typed_actor<
-  // (Re)connect now: self-sent at start and after a backoff.
+  // (Re)connect now: self-sent at start and when a backoff is over.
   caf::reacts_to<connect_atom>,
-  // The socket has something to read (from the socket watcher thread).
-  caf::reacts_to<readable_atom>,
-  // Time for the health check of this generation's connection (self-sent).
+  // The socket of connection `attempt` is readable / writable (from CAF's
+  // event loop, once per request), or libpq holds input to read (self-sent).
+  caf::reacts_to<readable_atom, uint64_t>,
+  caf::reacts_to<writable_atom, uint64_t>,
+  // A deadline of connection `attempt` passed: its connect (command 0) or its
+  // command number `command` has taken too long (self-sent, delayed).
+  caf::reacts_to<deadline_atom, uint64_t, uint64_t>,
+  // Time for the health check of connection `attempt` (self-sent, delayed).
   caf::reacts_to<health_atom, uint64_t>,
   // Dynamic channels (registry -> listener): LISTEN on one more channel; the
   // reply comes once the server acknowledged it (or at once while disconnected:
@@ -204,8 +218,10 @@ using registry_actor = subscription_actor::extend<
   // bus -> registry, once: the listener, which LISTENs for dynamic channels.
   caf::reacts_to<listener_actor>>;
 
-/// The bus: the user's entry point.
+/// The bus: the user's entry point. It supervises the listener: one that
+/// crashed is restarted after a backoff (restart_atom, self-sent).
 using bus_actor = subscription_actor::extend<
+  caf::reacts_to<restart_atom>,
   caf::replies_to<status_atom>::with<bus_status>,
   // What the server says the bus's connection LISTENs on (error: not_connected).
   caf::replies_to<listening_atom>::with<std::vector<std::string>>>;

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include <pgnotify/actors/backoff.hpp>
-#include <pgnotify/actors/conninfo.hpp>
+#include <pgnotify/actors/pg/conninfo.hpp>
 #include <pgnotify/messages/channel_name.hpp>
 #include <pgnotify/messages/errors.hpp>
 #include <pgnotify/messages/utf8.hpp>

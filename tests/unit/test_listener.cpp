@@ -1,14 +1,13 @@
-// The listener's state machine against a scripted connection, on CAF's
-// deterministic scheduler: given this connection behaviour, when this message
-// arrives, then these messages leave.
+// The listener's state machine against a scripted server (actors/pg/scripted_connection.hpp),
+// on CAF's deterministic scheduler: given this connection behaviour, when this
+// event happens, then these messages leave.
 #include <doctest/doctest.h>
 
-#include <optional>
 #include <stdexcept>
 
-#include <fmt/format.h>
-
+#include <pgnotify/actors/bus.hpp>
 #include <pgnotify/actors/listener.hpp>
+#include <pgnotify/actors/pg/scripted_connection.hpp>
 #include <pgnotify/messages/errors.hpp>
 
 #include "caf_fixture.hpp"
@@ -19,81 +18,31 @@ using namespace pgnotify::test;
 
 namespace {
 
-// What the scripted server does, shared by the test and every fake connection.
-struct script {
-  int refuse_connects = 0;          ///< the next N connects throw
-  std::string refuse_listen_on;     ///< LISTEN on this channel throws (once)
-  bool drop_on_next_read = false;   ///< the next receive throws
-  std::vector<notification> inbox;  ///< delivered by the next receive
-  bool health_check_hangs = false;  ///< the next health check times out
-  std::optional<std::vector<std::string>> listening_override;  ///< what the server claims
-  int health_checks = 0;
-  std::vector<caf::actor_clock::time_point> connect_attempts;
-  std::vector<std::string> listens;  ///< successful LISTENs, in order, all connections
-  std::vector<std::string> unlistens;
-  int arms = 0;
-};
-
-class scripted_connection final : public connection {
- public:
-  explicit scripted_connection(std::shared_ptr<script> s) : script_(std::move(s)) {}
-  void listen(const std::string& channel) override {
-    if (channel == script_->refuse_listen_on) {
-      script_->refuse_listen_on.clear();
-      throw std::runtime_error("LISTEN failed: cannot execute LISTEN during recovery");
-    }
-    script_->listens.push_back(channel);
-  }
-  void unlisten(const std::string& channel) override { script_->unlistens.push_back(channel); }
-  void receive(std::vector<notification>& out, uint64_t generation, size_t) override {
-    if (script_->drop_on_next_read) {
-      script_->drop_on_next_read = false;
-      throw std::runtime_error("server closed the connection unexpectedly");
-    }
-    for (auto& n : script_->inbox) {
-      n.generation = generation;
-      out.push_back(n);
-    }
-    script_->inbox.clear();
-  }
-  void notify_when_readable(const listener_actor&) override { ++script_->arms; }
-  health check_health(caf::timespan timeout) override {
-    ++script_->health_checks;
-    if (script_->health_check_hangs) {
-      script_->health_check_hangs = false;
-      throw std::runtime_error(
-          fmt::format("health check failed: no answer within {} ms",
-                      std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()));
-    }
-    if (script_->listening_override) return {*script_->listening_override, 0.25};
-    return {script_->listens, 0.25};  // good enough: one connection at a time here
-  }
-
- private:
-  std::shared_ptr<script> script_;
-};
-
 struct listener_fixture : caf_fixture {
-  std::shared_ptr<script> server = std::make_shared<script>();
+  std::shared_ptr<pg::scripted_server> server = std::make_shared<pg::scripted_server>();
   caf::actor registry_stub = spawn_recorder("registry");
   listener_actor lis;
 
-  void start(std::vector<std::string> channels, backoff_settings backoff = {},
-             health_check_settings health = {0s, 0s}) {
-    auto clock = &sched.clock();
-    auto connect = [s = server, clock]() -> std::unique_ptr<connection> {
-      s->connect_attempts.push_back(clock->now());
-      if (s->refuse_connects > 0) {
-        --s->refuse_connects;
-        throw std::runtime_error("could not connect to server: Connection refused");
-      }
-      return std::make_unique<scripted_connection>(s);
-    };
-    lis =
-        stopped_at_exit(sys.spawn(listener, connect, caf::actor_cast<registry_actor>(registry_stub),
-                                  listener_settings{std::move(channels), backoff, health}));
+  listener_fixture() { server->clock = &sched.clock(); }
+
+  /// Defaults for these tests: no health check and no deadlines unless asked,
+  /// so that the only timers are the ones a test is about.
+  static listener_settings settings_for(std::vector<std::string> channels) {
+    listener_settings settings;
+    settings.channels = std::move(channels);
+    settings.health = {0s, 0s};
+    settings.connect_timeout = 0s;
+    return settings;
+  }
+
+  void start(listener_settings settings) {
+    lis = stopped_at_exit(spawn_listener(sys, server->factory(),
+                                         caf::actor_cast<registry_actor>(registry_stub),
+                                         std::move(settings)));
     sched.run();
   }
+
+  void start(std::vector<std::string> channels) { start(settings_for(std::move(channels))); }
 
   /// The generations the registry was told about, in order.
   std::vector<uint64_t> generations() {
@@ -101,6 +50,25 @@ struct listener_fixture : caf_fixture {
     for (auto& msg : messages_of(registry_stub))
       if (msg.match_elements<reconnected>())
         result.push_back(msg.get_as<reconnected>(0).generation);
+    return result;
+  }
+
+  /// What the registry was told, in order: "reconnected g" and "payload @g".
+  std::vector<std::string> registry_log() {
+    std::vector<std::string> result;
+    for (auto& msg : messages_of(registry_stub))
+      if (msg.match_elements<reconnected>())
+        result.push_back("reconnected " + std::to_string(msg.get_as<reconnected>(0).generation));
+      else if (msg.match_elements<received_notifications>())
+        for (auto& n : msg.get_as<received_notifications>(0).notifications)
+          result.push_back(n.payload + " @" + std::to_string(n.generation));
+    return result;
+  }
+
+  size_t batches() {
+    size_t result = 0;
+    for (auto& msg : messages_of(registry_stub))
+      result += msg.match_elements<received_notifications>() ? 1 : 0;
     return result;
   }
 
@@ -112,9 +80,8 @@ struct listener_fixture : caf_fixture {
     return result;
   }
 
-  /// Fires the next pending timer and runs everything it triggers.
-  void fire_next_timer() {
-    REQUIRE(sched.trigger_timeout());
+  void advance(caf::timespan t) {
+    sched.clock().advance_time(t);
     sched.run();
   }
 
@@ -124,28 +91,40 @@ struct listener_fixture : caf_fixture {
       result.push_back(server->connect_attempts[i] - server->connect_attempts[i - 1]);
     return result;
   }
+
+  caf::error await_down() {
+    caf::error reason;
+    self->receive([&](caf::down_msg& msg) { reason = msg.reason; },
+                  caf::after(0s) >> [] { FAIL("the actor did not quit"); });
+    return reason;
+  }
 };
 
 }  // namespace
 
 TEST_CASE_FIXTURE(listener_fixture,
                   "listener: connects at once and LISTENs on every channel before generation 1") {
-  start({"a", "b"});
+  start({"a", "Weird \"Name\"; DROP TABLE t; --"});
   CHECK(server->connect_attempts.size() == 1);
-  CHECK(server->listens == std::vector<std::string>{"a", "b"});
+  // One command, every name a quoted identifier.
+  CHECK(server->commands ==
+        std::vector<std::string>{R"(LISTEN "a";LISTEN "Weird ""Name""; DROP TABLE t; --";)"});
+  CHECK(server->listens == std::vector<std::string>{"a", "Weird \"Name\"; DROP TABLE t; --"});
   CHECK(generations() == std::vector<uint64_t>{1});
-  CHECK(server->arms == 1);
   auto st = status();
   CHECK(st.state == connection_state::listening);
   CHECK(st.generation == 1);
 }
 
-TEST_CASE_FIXTURE(listener_fixture, "listener: backoff is 500 ms doubling to a 30 s cap") {
+TEST_CASE_FIXTURE(listener_fixture, "listener: backoff between failed connects is 500 ms doubling to a 30 s cap") {
   server->refuse_connects = 10;
   start({"a"});
   CHECK(status().state == connection_state::backing_off);
   CHECK(status().last_error == "could not connect to server: Connection refused");
-  for (int i = 0; i < 10; ++i) fire_next_timer();
+  for (int i = 0; i < 10; ++i) {
+    REQUIRE(sched.trigger_timeout());
+    sched.run();
+  }
   using ms = std::chrono::milliseconds;
   std::vector<caf::timespan> expected{ms(500),   ms(1000),  ms(2000),  ms(4000),  ms(8000),
                                       ms(16000), ms(30000), ms(30000), ms(30000), ms(30000)};
@@ -176,84 +155,114 @@ TEST_CASE_FIXTURE(listener_fixture,
   auto st = status();
   CHECK(st.state == connection_state::backing_off);
   CHECK(st.generation == 0);
-  CHECK(st.last_error == "LISTEN failed: cannot execute LISTEN during recovery");
-  fire_next_timer();
+  CHECK(st.last_error == "LISTEN failed: ERROR: cannot execute LISTEN during recovery");
+  advance(500ms);
   CHECK(server->listens == std::vector<std::string>{"a", "a", "b"});
   CHECK(generations() == std::vector<uint64_t>{1});
 }
 
 TEST_CASE_FIXTURE(listener_fixture, "listener: one batch per read stamped with the generation") {
   start({"a", "b"});
-  server->inbox = {{"a", "1", 7, 0}, {"b", "2", 7, 0}, {"a", "3", 7, 0}};
-  self->send(lis, readable_atom_v);
+  auto asked = server->read_requests;
+  server->notify("a", "1");
+  server->notify("b", "2");
+  server->notify("a", "3");
   sched.run();
-  std::vector<notification> got;
-  int batches = 0;
-  for (auto& msg : messages_of(registry_stub))
-    if (msg.match_elements<received_notifications>()) {
-      ++batches;
-      for (auto& n : msg.get_as<received_notifications>(0).notifications) got.push_back(n);
-    }
-  CHECK(batches == 1);
-  REQUIRE(got.size() == 3);
-  CHECK(got[0].payload == "1");
-  CHECK(got[1].channel == "b");
-  CHECK(got[2].payload == "3");
-  for (auto& n : got) CHECK(n.generation == 1);
-  CHECK(server->arms == 2);  // re-armed after the read
-  // A read that brings nothing sends nothing.
-  self->send(lis, readable_atom_v);
+  CHECK(batches() == 1);
+  CHECK(registry_log() == std::vector<std::string>{"reconnected 1", "1 @1", "2 @1", "3 @1"});
+  CHECK(server->read_requests == asked + 1);  // asked the event loop again after the read
+  // A readiness that brings nothing sends nothing.
+  self->send(lis, readable_atom_v, uint64_t{1});
   sched.run();
-  CHECK(messages_of(registry_stub).size() == 2);  // reconnected{1} + one batch
-}
-
-TEST_CASE_FIXTURE(
-    listener_fixture,
-    "listener: a drop reconnects after 500 ms and LISTENs again before generation 2") {
-  start({"a", "b"});
-  server->drop_on_next_read = true;
-  self->send(lis, readable_atom_v);
-  sched.run();
-  CHECK(status().state == connection_state::backing_off);
-  CHECK(status().retry_in == caf::timespan{500ms});
-  CHECK(generations() == std::vector<uint64_t>{1});
-  CHECK(sched.clock().advance_time(500ms) == 1);
-  sched.run();
-  CHECK(server->listens == std::vector<std::string>{"a", "b", "a", "b"});
-  CHECK(generations() == std::vector<uint64_t>{1, 2});
-  // Stale readable and connect messages change nothing.
-  self->send(lis, connect_atom_v);
-  sched.run();
-  CHECK(server->connect_attempts.size() == 2);
-  CHECK(generations() == std::vector<uint64_t>{1, 2});
-  server->inbox = {{"a", "after", 1, 0}};
-  self->send(lis, readable_atom_v);
-  sched.run();
-  auto& last = messages_of(registry_stub).back();
-  REQUIRE(last.match_elements<received_notifications>());
-  CHECK(last.get_as<received_notifications>(0).notifications.at(0).generation == 2);
+  CHECK(batches() == 1);
 }
 
 TEST_CASE_FIXTURE(listener_fixture,
-                  "listener: backoff resets only after the connection stayed up") {
-  backoff_settings backoff;
-  backoff.stable_after = 10s;
+                  "listener: a read hands on at most max_batch and reads on without the socket") {
+  auto settings = settings_for({"a"});
+  settings.max_batch = 2;
+  start(settings);
+  for (auto payload : {"1", "2", "3", "4", "5"}) server->notify("a", payload);
+  sched.run();
+  CHECK(batches() == 3);
+  CHECK(registry_log() ==
+        std::vector<std::string>{"reconnected 1", "1 @1", "2 @1", "3 @1", "4 @1", "5 @1"});
+}
+
+TEST_CASE_FIXTURE(listener_fixture,
+                  "listener: data decrypted inside TLS is read before waiting for the socket") {
+  start({"a"});
+  // One TLS record brings both; the socket reports it once.
+  server->notify("a", "in the socket");
+  server->notify_inside_tls("a", "inside OpenSSL");
+  sched.run();
+  CHECK(registry_log() ==
+        std::vector<std::string>{"reconnected 1", "in the socket @1", "inside OpenSSL @1"});
+}
+
+TEST_CASE_FIXTURE(listener_fixture,
+                  "listener: a connection that lasted is replaced at once and LISTENs again") {
+  start({"a", "b"});
+  advance(1s);
+  server->notify("a", "before");
+  server->drop();
+  sched.run();  // no simulated time passes
+  CHECK(server->connect_attempts.size() == 2);
+  CHECK(server->listens == std::vector<std::string>{"a", "b", "a", "b"});
+  CHECK(registry_log() == std::vector<std::string>{"reconnected 1", "before @1", "reconnected 2"});
+  auto st = status();
+  CHECK(st.state == connection_state::listening);
+  CHECK(st.failed_attempts == 0);
+  CHECK(st.last_error == "connection lost: server closed the connection unexpectedly");
+  // Stale readiness and connect messages change nothing.
+  self->send(lis, readable_atom_v, uint64_t{1});
+  self->send(lis, connect_atom_v);
+  sched.run();
+  CHECK(server->connect_attempts.size() == 2);
+  server->notify("a", "after");
+  sched.run();
+  CHECK(registry_log().back() == "after @2");
+}
+
+TEST_CASE_FIXTURE(listener_fixture,
+                  "listener: a connection that drops right after it was made is a failed attempt") {
+  start({"a"});
+  advance(249ms);  // below min_uptime (250 ms)
+  server->drop();
+  sched.run();
+  CHECK(server->connect_attempts.size() == 1);
+  auto st = status();
+  CHECK(st.state == connection_state::backing_off);
+  CHECK(st.failed_attempts == 1);
+  CHECK(st.retry_in == caf::timespan{500ms});
+  advance(500ms);
+  CHECK(generations() == std::vector<uint64_t>{1, 2});
+  // It drops at once again: the delay grows.
+  server->drop();
+  sched.run();
+  CHECK(status().retry_in == caf::timespan{1000ms});
+}
+
+TEST_CASE_FIXTURE(listener_fixture,
+                  "listener: the delay resets only after a connection stayed up stable_after") {
   server->refuse_connects = 3;  // 500, 1000, 2000, then connected
-  start({"a"}, backoff);
-  for (int i = 0; i < 3; ++i) fire_next_timer();
+  start({"a"});
+  advance(500ms);
+  advance(1000ms);
+  advance(2000ms);
   REQUIRE(generations() == std::vector<uint64_t>{1});
-  // Up for 9.999 s only: the next delay keeps growing (4000 ms).
-  sched.clock().advance_time(9999ms);
-  server->drop_on_next_read = true;
-  self->send(lis, readable_atom_v);
+  // Up 9.999 s, dropped, replaced at once; its next failure waits 4000 ms.
+  advance(9999ms);
+  server->refuse_connects = 1;
+  server->drop();
   sched.run();
   CHECK(status().retry_in == caf::timespan{4000ms});
-  fire_next_timer();
+  advance(4000ms);
   REQUIRE(generations() == std::vector<uint64_t>{1, 2});
-  // Up for 10 s: back to 500 ms.
-  sched.clock().advance_time(10s);
-  server->drop_on_next_read = true;
-  self->send(lis, readable_atom_v);
+  // Up 10 s: the next failure waits 500 ms again.
+  advance(10s);
+  server->refuse_connects = 1;
+  server->drop();
   sched.run();
   CHECK(status().retry_in == caf::timespan{500ms});
 }
@@ -261,36 +270,53 @@ TEST_CASE_FIXTURE(listener_fixture,
 TEST_CASE_FIXTURE(listener_fixture, "listener: stops at once in the middle of a 30 s backoff") {
   server->refuse_connects = 100;
   start({"a"});
-  for (int i = 0; i < 7; ++i) fire_next_timer();
+  for (auto delay : {500ms, 1000ms, 2000ms, 4000ms, 8000ms, 16000ms}) advance(delay);
   REQUIRE(status().retry_in == caf::timespan{30s});
   self->monitor(lis);
-  auto before = now();
   caf::anon_send_exit(lis, caf::exit_reason::user_shutdown);
   sched.run();
-  bool down = false;
-  self->receive([&](caf::down_msg& msg) { down = msg.reason == caf::exit_reason::user_shutdown; },
-                caf::after(0s) >> [] {});
-  CHECK(down);
-  CHECK(now() == before);  // no simulated time had to pass
+  CHECK(await_down() == caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE_FIXTURE(listener_fixture,
+                  "listener: a connect the server never answers fails at connect_timeout") {
+  server->connects_hang = true;
+  auto settings = settings_for({"a"});
+  settings.connect_timeout = 10s;
+  start(settings);
+  CHECK(status().state == connection_state::connecting);
+  advance(9999ms);
+  CHECK(status().state == connection_state::connecting);
+  server->connects_hang = false;
+  advance(1ms);
+  auto st = status();
+  CHECK(st.state == connection_state::backing_off);
+  CHECK(st.last_error == "connect failed: no answer within 10000 ms");
+  advance(500ms);
+  CHECK(generations() == std::vector<uint64_t>{1});
+}
+
+TEST_CASE_FIXTURE(listener_fixture, "listener: stops at once while connecting") {
+  server->connects_hang = true;
+  start({"a"});
+  REQUIRE(status().state == connection_state::connecting);
+  self->monitor(lis);
+  caf::anon_send_exit(lis, caf::exit_reason::user_shutdown);
+  sched.run();
+  CHECK(await_down() == caf::exit_reason::user_shutdown);
+  CHECK_FALSE(server->has_connection());  // closed with the actor
 }
 
 TEST_CASE_FIXTURE(listener_fixture, "listener: gives up after the configured number of failures") {
   server->refuse_connects = 100;
-  auto clock = &sched.clock();
-  auto connect = [s = server, clock]() -> std::unique_ptr<connection> {
-    s->connect_attempts.push_back(clock->now());
-    throw std::runtime_error("could not connect to server: Connection refused");
-  };
-  lis = sys.spawn(listener, connect, caf::actor_cast<registry_actor>(registry_stub),
-                  listener_settings{{"a"}, {}, {0s, 0s}, 3});
+  auto settings = settings_for({"a"});
+  settings.max_failed_attempts = 3;
+  start(settings);
   self->monitor(lis);
-  sched.run();
-  fire_next_timer();
-  fire_next_timer();
+  advance(500ms);
+  advance(1000ms);
   CHECK(server->connect_attempts.size() == 3);
-  caf::error reason;
-  self->receive([&](caf::down_msg& msg) { reason = msg.reason; },
-                caf::after(0s) >> [] { FAIL("the listener did not quit"); });
+  auto reason = await_down();
   CHECK(reason == make_error(errc::gave_up));
   CHECK(render(reason) ==
         "gave_up: after 3 failed attempt(s): could not connect to server: Connection refused");
@@ -298,71 +324,69 @@ TEST_CASE_FIXTURE(listener_fixture, "listener: gives up after the configured num
 }
 
 TEST_CASE_FIXTURE(listener_fixture, "listener: a health check without an answer reconnects") {
-  start({"a"}, {}, {10s, 5s});
-  CHECK(sched.clock().advance_time(9999ms) == 0);
-  sched.run();
-  CHECK(server->health_checks == 0);
-  server->health_check_hangs = true;
-  CHECK(sched.clock().advance_time(1ms) == 1);
-  sched.run();
-  CHECK(server->health_checks == 1);
-  auto st = status();
-  CHECK(st.state == connection_state::backing_off);
-  CHECK(st.last_error == "health check failed: no answer within 5000 ms");
-  CHECK(sched.clock().advance_time(500ms) == 1);
-  sched.run();
+  auto settings = settings_for({"a"});
+  settings.health = {10s, 5s};
+  start(settings);
+  advance(9999ms);
+  CHECK(server->commands.size() == 1);
+  server->next_command_hangs = true;
+  advance(1ms);
+  CHECK(server->commands.size() == 2);
+  advance(4999ms);
+  CHECK(status().state == connection_state::listening);
+  advance(1ms);
+  // The connection had lasted: replaced at once.
+  CHECK(status().last_error == "health check failed: no answer within 5000 ms");
   CHECK(generations() == std::vector<uint64_t>{1, 2});
-}
-
-TEST_CASE_FIXTURE(listener_fixture,
-                  "listener: a health check that finds a LISTEN missing reconnects") {
-  start({"a", "b"}, {}, {10s, 5s});
-  server->listening_override = std::vector<std::string>{"a"};
-  sched.clock().advance_time(10s);
-  sched.run();
-  CHECK(status().last_error == "health check: the server LISTENs on 1 of 2 channel(s)");
-  server->listening_override = std::vector<std::string>{"b", "a"};  // order does not matter
-  fire_next_timer();
-  CHECK(generations() == std::vector<uint64_t>{1, 2});
-  sched.clock().advance_time(10s);
-  sched.run();
-  CHECK(server->health_checks == 2);
   CHECK(status().state == connection_state::listening);
 }
 
 TEST_CASE_FIXTURE(listener_fixture,
-                  "listener: notifications read during a health check are handed on") {
-  start({"a"}, {}, {10s, 5s});
-  server->inbox = {{"a", "queued during the check", 9, 0}};
-  sched.clock().advance_time(10s);
+                  "listener: a health check that finds a LISTEN missing reconnects") {
+  auto settings = settings_for({"a", "b"});
+  settings.health = {10s, 5s};
+  start(settings);
+  server->listening_override = std::vector<std::string>{"a"};
+  advance(10s);
+  CHECK(status().last_error == "health check: the server LISTENs on 1 of 2 channel(s)");
+  CHECK(generations() == std::vector<uint64_t>{1, 2});
+  server->listening_override = std::vector<std::string>{"b", "a"};  // order does not matter
+  advance(10s);
+  auto st = status();
+  CHECK(st.health_checks_passed == 1);
+  CHECK(st.queue_usage == 0.25);
+  CHECK(generations() == std::vector<uint64_t>{1, 2});
+}
+
+TEST_CASE_FIXTURE(listener_fixture,
+                  "listener: notifications that arrive during a health check are handed on") {
+  auto settings = settings_for({"a"});
+  settings.health = {10s, 5s};
+  start(settings);
+  server->next_command_hangs = true;
+  advance(10s);
+  server->notify("a", "during the check");
+  server->answer_hanging_command();
   sched.run();
-  auto& last = messages_of(registry_stub).back();
-  REQUIRE(last.match_elements<received_notifications>());
-  CHECK(last.get_as<received_notifications>(0).notifications.at(0).payload ==
-        "queued during the check");
-  CHECK(status().queue_usage == 0.25);
+  CHECK(registry_log() == std::vector<std::string>{"reconnected 1", "during the check @1"});
   CHECK(status().health_checks_passed == 1);
-  // And the checks go on.
-  sched.clock().advance_time(10s);
-  sched.run();
-  CHECK(server->health_checks == 2);
+  advance(10s);  // and the checks go on
+  CHECK(status().health_checks_passed == 2);
 }
 
 TEST_CASE_FIXTURE(listener_fixture, "listener: a health tick of an earlier connection is ignored") {
-  start({"a"}, {}, {10s, 5s});
-  sched.clock().advance_time(1s);
-  server->drop_on_next_read = true;
-  self->send(lis, readable_atom_v);
-  sched.run();
-  sched.clock().advance_time(500ms);  // reconnect at 1.5 s: its first check is due at 11.5 s
+  auto settings = settings_for({"a"});
+  settings.health = {10s, 5s};
+  start(settings);
+  advance(1s);
+  server->drop();  // replaced at 1 s: its first check is due at 11 s
   sched.run();
   REQUIRE(generations() == std::vector<uint64_t>{1, 2});
-  sched.clock().advance_time(8500ms);  // 10 s: the first connection's tick fires
-  sched.run();
-  CHECK(server->health_checks == 0);
-  sched.clock().advance_time(1500ms);  // 11.5 s
-  sched.run();
-  CHECK(server->health_checks == 1);
+  auto commands = server->commands.size();
+  advance(9s);  // 10 s: the first connection's tick fires
+  CHECK(server->commands.size() == commands);
+  advance(1s);  // 11 s
+  CHECK(server->commands.size() == commands + 1);
 }
 
 TEST_CASE_FIXTURE(listener_fixture,
@@ -370,21 +394,27 @@ TEST_CASE_FIXTURE(listener_fixture,
   server->refuse_connects = 3;
   start({"a"});
   CHECK(status().failed_attempts == 1);
-  fire_next_timer();
-  fire_next_timer();
+  advance(500ms);
+  advance(1000ms);
   CHECK(status().failed_attempts == 3);
   CHECK(status().retry_in == caf::timespan{2000ms});
-  fire_next_timer();
+  advance(1000ms);
+  CHECK(status().retry_in == caf::timespan{1000ms});
+  advance(1000ms);
   CHECK(status().failed_attempts == 0);
 }
 
 TEST_CASE_FIXTURE(listener_fixture,
-                  "listener: dynamic channels are LISTENed at once and UNLISTENed on request") {
+                  "listener: dynamic channels are LISTENed once acknowledged and UNLISTENed on request") {
   start({"fixed"});
-  caf::ok_atom ok;
+  server->next_command_hangs = true;
   self->send(lis, listen_atom_v, std::string{"new"});
   sched.run();
-  self->receive([&](caf::ok_atom x) { ok = x; }, caf::after(0s) >> [] { FAIL("no reply"); });
+  self->receive([](caf::ok_atom) { FAIL("replied before the server acknowledged"); },
+                caf::after(0s) >> [] {});
+  server->answer_hanging_command();
+  sched.run();
+  self->receive([](caf::ok_atom) {}, caf::after(0s) >> [] { FAIL("no reply"); });
   CHECK(server->listens == std::vector<std::string>{"fixed", "new"});
   self->send(lis, listen_atom_v, std::string{"new"});  // again: nothing to do
   sched.run();
@@ -393,45 +423,109 @@ TEST_CASE_FIXTURE(listener_fixture,
   self->send(lis, unlisten_atom_v, std::string{"new"});
   sched.run();
   CHECK(server->unlistens == std::vector<std::string>{"new"});
-  // A reconnect LISTENs on exactly the current set.
-  server->drop_on_next_read = true;
-  self->send(lis, readable_atom_v);
+  // A refused LISTEN is an error for the asker; the connection stays.
+  server->refuse_listen_on = "refused";
+  self->send(lis, listen_atom_v, std::string{"refused"});
   sched.run();
-  self->send(lis, listen_atom_v, std::string{"while down"});  // answered at once, LISTENed later
+  self->receive([](caf::ok_atom) { FAIL("refused LISTEN replied ok"); },
+                [](caf::error& err) { CHECK(err == make_error(errc::listen_failed)); },
+                caf::after(0s) >> [] { FAIL("no reply"); });
+  CHECK(generations() == std::vector<uint64_t>{1});
+  // A reconnect LISTENs on exactly the current set.
+  server->connects_hang = true;
+  advance(1s);
+  server->drop();
+  sched.run();
+  self->send(lis, listen_atom_v, std::string{"while connecting"});  // answered at once
   sched.run();
   self->receive([](caf::ok_atom) {}, caf::after(0s) >> [] { FAIL("no reply"); });
-  fire_next_timer();
-  CHECK(server->listens == std::vector<std::string>{"fixed", "new", "fixed", "while down"});
+  server->connects_hang = false;
+  self->send(lis, writable_atom_v, uint64_t{2});  // the server answers at last
+  sched.run();
+  CHECK(server->listening() == std::vector<std::string>{"fixed", "while connecting"});
   CHECK(generations() == std::vector<uint64_t>{1, 2});
 }
 
 TEST_CASE_FIXTURE(listener_fixture,
-                  "listener: notifications read during LISTEN are handed on after reconnected") {
-  server->inbox = {{"a", "sent while LISTEN ran", 3, 0}};
+                  "listener: notifications read during the LISTENs follow reconnected") {
   start({"a"});
-  auto& msgs = messages_of(registry_stub);
-  REQUIRE(msgs.size() == 2);
-  CHECK(msgs[0].match_elements<reconnected>());
-  REQUIRE(msgs[1].match_elements<received_notifications>());
-  CHECK(msgs[1].get_as<received_notifications>(0).notifications.at(0).generation == 1);
+  advance(1s);
+  server->next_command_hangs = true;  // the LISTEN of the next connection
+  server->drop();
+  sched.run();
+  server->notify("a", "sent while LISTEN ran");
+  server->answer_hanging_command();
+  sched.run();
+  CHECK(registry_log() ==
+        std::vector<std::string>{"reconnected 1", "reconnected 2", "sent while LISTEN ran @2"});
 }
 
 TEST_CASE_FIXTURE(listener_fixture,
                   "listener: what a failing connection read goes out before the next generation") {
-  start({"a", "b"}, {}, {10s, 5s});
-  server->listening_override = std::vector<std::string>{"a"};  // the check will fail
-  server->inbox = {{"b", "read by the health check", 3, 0}};
-  sched.clock().advance_time(10s);
+  start({"a"});
+  advance(1s);
+  server->notify("a", "read just before the drop");
+  server->drop();
   sched.run();
-  server->listening_override.reset();
-  fire_next_timer();
-  std::vector<std::string> order;
-  for (auto& msg : messages_of(registry_stub))
+  CHECK(registry_log() == std::vector<std::string>{"reconnected 1", "read just before the drop @1",
+                                                   "reconnected 2"});
+}
+
+TEST_CASE_FIXTURE(listener_fixture, "listener: the server's view of the LISTENs on request") {
+  start({"b", "a"});
+  self->send(lis, listening_atom_v);
+  sched.run();
+  std::vector<std::string> listening;
+  self->receive([&](std::vector<std::string>& x) { listening = x; },
+                caf::after(0s) >> [] { FAIL("no reply"); });
+  CHECK(listening == std::vector<std::string>{"a", "b"});
+}
+
+// -- the bus supervises the listener ---------------------------------------------
+
+TEST_CASE_FIXTURE(listener_fixture,
+                  "bus: a crashed listener is restarted and every subscription survives") {
+  bus_settings settings;
+  settings.channels = {"a"};
+  settings.health = {0s, 0s};
+  auto bus = spawn_bus(sys, settings, server->factory());
+  REQUIRE(bus);
+  stopped_at_exit(*bus);
+  sched.run();
+  auto sub = spawn_recorder();
+  self->send(*bus, subscribe_atom_v, std::string{"a"}, sub);
+  self->send(*bus, reconnects_atom_v, sub);
+  sched.run();
+  auto ask_status = [&] {
+    self->send(*bus, status_atom_v);
+    sched.run();
+    bus_status result;
+    self->receive([&](bus_status& s) { result = s; }, [](caf::error&) { FAIL("no status"); },
+                  caf::after(0s) >> [] { FAIL("no status"); });
+    return result;
+  };
+  REQUIRE(ask_status().generation == 1);
+  server->next_read_throws = true;
+  server->notify("a", "lost with the crash");
+  sched.run();
+  auto crashed = ask_status();
+  CHECK(crashed.state == connection_state::backing_off);
+  CHECK(crashed.listener_restarts == 1);
+  CHECK(crashed.retry_in == caf::timespan{500ms});
+  CHECK(crashed.last_error.find("listener crashed") == 0);
+  advance(500ms);
+  auto restarted = ask_status();
+  CHECK(restarted.state == connection_state::listening);
+  CHECK(restarted.generation == 2);
+  CHECK(restarted.listener_restarts == 1);
+  server->notify("a", "after the restart");
+  sched.run();
+  std::vector<std::string> seen;
+  for (auto& msg : messages_of(sub)) {
     if (msg.match_elements<reconnected>())
-      order.push_back("reconnected " + std::to_string(msg.get_as<reconnected>(0).generation));
-    else if (msg.match_elements<received_notifications>())
-      for (auto& n : msg.get_as<received_notifications>(0).notifications)
-        order.push_back(n.payload + " @" + std::to_string(n.generation));
-  CHECK(order ==
-        std::vector<std::string>{"reconnected 1", "read by the health check @1", "reconnected 2"});
+      seen.push_back("reconnected " + std::to_string(msg.get_as<reconnected>(0).generation));
+    if (msg.match_elements<notification_batch>())
+      for (auto& n : msg.get_as<notification_batch>(0).notifications) seen.push_back(n.payload);
+  }
+  CHECK(seen == std::vector<std::string>{"reconnected 2", "after the restart"});
 }

@@ -2,9 +2,12 @@
 // deterministic scheduler, with recorders standing in for subscribers.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include <caf/send.hpp>
 
 #include <pgnotify/actors/listener.hpp>
+#include <pgnotify/actors/pg/scripted_connection.hpp>
 #include <pgnotify/actors/registry.hpp>
 #include <pgnotify/messages/errors.hpp>
 
@@ -233,29 +236,27 @@ namespace {
 
 // A registry in dynamic mode, wired to a real listener on a scripted connection.
 struct dynamic_fixture : caf_fixture {
-  struct recording_connection final : connection {
-    std::shared_ptr<std::vector<std::string>> log;
-    explicit recording_connection(std::shared_ptr<std::vector<std::string>> l)
-        : log(std::move(l)) {}
-    void listen(const std::string& c) override { log->push_back("LISTEN " + c); }
-    void unlisten(const std::string& c) override { log->push_back("UNLISTEN " + c); }
-    void receive(std::vector<notification>&, uint64_t, size_t) override {}
-    void notify_when_readable(const listener_actor&) override {}
-    health check_health(caf::timespan) override { return {}; }
-  };
-  std::shared_ptr<std::vector<std::string>> server_log =
-      std::make_shared<std::vector<std::string>>();
+  std::shared_ptr<pg::scripted_server> server = std::make_shared<pg::scripted_server>();
+
+  /// The commands the server received, without quotes: "LISTEN news".
+  std::vector<std::string> server_log() const {
+    std::vector<std::string> result;
+    for (auto command : server->commands) {
+      command.erase(std::remove(command.begin(), command.end(), '"'), command.end());
+      if (!command.empty() && command.back() == ';') command.pop_back();
+      result.push_back(command);
+    }
+    return result;
+  }
   registry_actor reg =
       stopped_at_exit(sys.spawn(registry, registry_settings{{"fixed"}, 256, true}));
   listener_actor lis;
 
   dynamic_fixture() {
-    auto log = server_log;
-    auto connect = [log]() -> std::unique_ptr<connection> {
-      return std::make_unique<recording_connection>(log);
-    };
-    lis = stopped_at_exit(
-        sys.spawn(listener, connect, reg, listener_settings{{"fixed"}, {}, {0s, 0s}}));
+    listener_settings settings;
+    settings.channels = {"fixed"};
+    settings.health = {0s, 0s};
+    lis = stopped_at_exit(spawn_listener(sys, server->factory(), reg, settings));
     self->send(reg, lis);
     sched.run();
   }
@@ -292,19 +293,19 @@ TEST_CASE_FIXTURE(dynamic_fixture,
                   "after its last") {
   auto a = spawn_recorder(), b = spawn_recorder();
   REQUIRE(subscribe("news", a));
-  CHECK(*server_log == std::vector<std::string>{"LISTEN fixed", "LISTEN news"});
+  CHECK(server_log() == std::vector<std::string>{"LISTEN fixed", "LISTEN news"});
   REQUIRE(subscribe("news", b));
-  CHECK(server_log->size() == 2);  // already LISTENed
+  CHECK(server_log().size() == 2);  // already LISTENed
   CHECK(channels() == std::vector<std::string>{"fixed", "news"});
   unsubscribe("news", a);
-  CHECK(server_log->size() == 2);  // b is still there
+  CHECK(server_log().size() == 2);  // b is still there
   unsubscribe("news", b);
-  CHECK(server_log->back() == "UNLISTEN news");
+  CHECK(server_log().back() == "UNLISTEN news");
   CHECK(channels() == std::vector<std::string>{"fixed"});
   // The permanent channel stays when its subscriber leaves.
   REQUIRE(subscribe("fixed", a));
   unsubscribe("fixed", a);
-  CHECK(server_log->back() == "UNLISTEN news");
+  CHECK(server_log().back() == "UNLISTEN news");
   CHECK(channels() == std::vector<std::string>{"fixed"});
   // Invalid names are still refused before anything reaches the server.
   auto invalid = subscribe(std::string(64, 'x'), a);
@@ -318,7 +319,7 @@ TEST_CASE_FIXTURE(dynamic_fixture,
   REQUIRE(subscribe("short-lived", doomed));
   caf::anon_send_exit(doomed, caf::exit_reason::kill);
   sched.run();
-  CHECK(server_log->back() == "UNLISTEN short-lived");
+  CHECK(server_log().back() == "UNLISTEN short-lived");
   CHECK(channels() == std::vector<std::string>{"fixed"});
 }
 
@@ -356,7 +357,7 @@ TEST_CASE_FIXTURE(dynamic_fixture,
   for (int i = 0; i < 2; ++i)
     self->receive([&](caf::ok_atom) { ++replies; }, caf::after(0s) >> [] {});
   CHECK(replies == 2);
-  CHECK(*server_log == std::vector<std::string>{"LISTEN fixed", "LISTEN news", "UNLISTEN news"});
+  CHECK(server_log() == std::vector<std::string>{"LISTEN fixed", "LISTEN news", "UNLISTEN news"});
   CHECK(channels() == std::vector<std::string>{"fixed"});
   CHECK(state_of<registry_state, registry_actor::base>(reg).cancelled_while_pending.empty());
 }

@@ -4,12 +4,14 @@
 #include <string>
 
 #include <caf/expected.hpp>
+#include <caf/timespan.hpp>
 
 namespace pgnotify {
 
 /// Settings the listener's connection gets unless the connection string or the
 /// corresponding PG* environment variable sets them: a bounded connect, TCP
-/// keepalive and a TCP user timeout, so a dead peer is noticed.
+/// keepalive and a TCP user timeout, so a dead peer is noticed; and
+/// target_session_attrs=read-write, so a multi-host URI lands on the primary.
 struct connection_defaults {
   int connect_timeout_s = 10;
   int keepalives_idle_s = 10;
@@ -24,6 +26,11 @@ struct connection_defaults {
 /// libpq cannot parse yields errc::invalid_argument with libpq's reason.
 caf::expected<std::string> prepare_conninfo(const std::string& conninfo,
                                             const connection_defaults& defaults = {});
+
+/// The whole connect's deadline: connect_timeout of `conninfo` (a prepared one)
+/// or PGCONNECT_TIMEOUT; 0 means none. libpq ignores connect_timeout in its
+/// non-blocking connect, so the listener enforces it.
+caf::timespan connect_timeout_of(const std::string& conninfo);
 
 /// The connection string in key=value form without its password, for logs and
 /// status output; "(unparsable connection string)" if libpq cannot parse it.

@@ -1,5 +1,7 @@
 #include "conninfo.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <memory>
 #include <vector>
@@ -7,7 +9,7 @@
 #include <fmt/format.h>
 #include <libpq-fe.h>
 
-#include "../messages/errors.hpp"
+#include "../../messages/errors.hpp"
 
 namespace pgnotify {
 
@@ -79,6 +81,8 @@ caf::expected<std::string> prepare_conninfo(const std::string& conninfo,
       {"keepalives_count", std::to_string(defaults.keepalives_count)},
       {"tcp_user_timeout", std::to_string(defaults.tcp_user_timeout_ms)},
       {"application_name", defaults.application_name},
+      // LISTEN works on a primary only: a multi-host URI lands there.
+      {"target_session_attrs", "read-write"},
   };
   std::string result;
   for (auto* opt = parsed.options.get(); opt->keyword; ++opt) {
@@ -93,6 +97,20 @@ caf::expected<std::string> prepare_conninfo(const std::string& conninfo,
       if (key == wanted_key) append_setting(result, key, value);
   }
   return result;
+}
+
+caf::timespan connect_timeout_of(const std::string& conninfo) {
+  auto parsed = parse(conninfo);
+  const char* value = nullptr;
+  if (parsed.options)
+    for (auto* opt = parsed.options.get(); opt->keyword; ++opt)
+      if (std::string{opt->keyword} == "connect_timeout") value = opt->val;
+  if (value == nullptr) value = std::getenv("PGCONNECT_TIMEOUT");
+  if (value == nullptr) return caf::timespan{0};
+  // libpq's reading: an integer; below 2 s means 2 s, 0 or garbage means none.
+  auto seconds = std::atoi(value);
+  if (seconds <= 0) return caf::timespan{0};
+  return std::chrono::seconds(std::max(seconds, 2));
 }
 
 std::string redact_conninfo(const std::string& conninfo) {

@@ -1,0 +1,176 @@
+#include "pq_connection.hpp"
+
+#include <sys/stat.h>
+
+#include <stdexcept>
+
+#include <caf/send.hpp>
+#include <libpq-fe.h>
+#include <openssl/ssl.h>
+
+#include "../log.hpp"
+#include "socket_watcher.hpp"
+
+namespace pgnotify::pg {
+
+std::string one_line(const std::string& text) {
+  std::string result;
+  bool space = false;
+  for (char c : text) {
+    if (c == '\n' || c == '\t' || c == '\r' || c == ' ') {
+      space = !result.empty();
+      continue;
+    }
+    if (space) result += ' ';
+    space = false;
+    result += c;
+  }
+  return result;
+}
+
+namespace {
+
+// Server notices (such as the FATAL that precedes a terminated backend) go to
+// the log instead of libpq's default, stderr.
+void log_notice(void*, const char* message) {
+  logger()->info("pgnotify: server says: {}", one_line(message));
+}
+
+unsigned long inode_of(int fd) {
+  struct stat info {};
+  return ::fstat(fd, &info) == 0 ? static_cast<unsigned long>(info.st_ino) : 0;
+}
+
+}  // namespace
+
+pq_connection::pq_connection(const std::string& conninfo,
+                             caf::io::network::default_multiplexer& mux, caf::actor listener)
+    : conn_(PQconnectStart(conninfo.c_str())), mux_(mux), listener_(std::move(listener)) {
+  if (conn_ == nullptr) throw std::runtime_error("connect: out of memory");
+  if (PQstatus(conn_) == CONNECTION_BAD) {
+    auto reason = error_message();
+    PQfinish(conn_);
+    throw std::runtime_error(reason);
+  }
+  PQsetNoticeProcessor(conn_, log_notice, nullptr);
+}
+
+pq_connection::~pq_connection() {
+  // The watcher watches a duplicate descriptor, so libpq may close its own first.
+  PQfinish(conn_);
+  if (watcher_ != nullptr) watcher_->close();
+}
+
+void pq_connection::watch_current_socket() {
+  // libpq may replace its socket while connecting (several hosts), even under
+  // the same number: compare the inode too, and watch the new one (pitfall 6).
+  int fd = PQsocket(conn_);
+  if (fd < 0) return;
+  auto inode = inode_of(fd);
+  if (watcher_ != nullptr && fd == watched_fd_ && inode == watched_inode_) return;
+  if (watcher_ != nullptr) watcher_->close();
+  watcher_ = nullptr;
+  watcher_ = new socket_watcher(mux_, fd, listener_);
+  watched_fd_ = fd;
+  watched_inode_ = inode;
+}
+
+connect_progress pq_connection::continue_connect() {
+  // libpq's protocol: act as if PQconnectPoll had asked for writability first.
+  auto status = started_ ? PQconnectPoll(conn_) : PGRES_POLLING_WRITING;
+  started_ = true;
+  switch (status) {
+    case PGRES_POLLING_READING:
+      watch_current_socket();
+      return connect_progress::wait_readable;
+    case PGRES_POLLING_WRITING:
+      watch_current_socket();
+      return connect_progress::wait_writable;
+    case PGRES_POLLING_OK:
+      watch_current_socket();
+      if (PQsetnonblocking(conn_, 1) != 0) return connect_progress::failed;
+      return connect_progress::done;
+    default:
+      return connect_progress::failed;
+  }
+}
+
+bool pq_connection::send_command(const std::string& sql) {
+  if (PQsendQuery(conn_, sql.c_str()) == 0) return false;
+  command_in_flight_ = true;
+  results_ = {};
+  return true;
+}
+
+int pq_connection::flush() {
+  return PQflush(conn_);
+}
+
+void pq_connection::collect_results(read_outcome& outcome) {
+  while (command_in_flight_ && PQisBusy(conn_) == 0) {
+    PGresult* result = PQgetResult(conn_);
+    if (result == nullptr) {
+      command_in_flight_ = false;
+      outcome.finished = std::move(results_);
+      results_ = {};
+      return;
+    }
+    auto status = PQresultStatus(result);
+    if (status == PGRES_TUPLES_OK) {
+      std::vector<std::string> column;
+      for (int row = 0, rows = PQntuples(result); row < rows; ++row)
+        column.emplace_back(PQgetvalue(result, row, 0),
+                            static_cast<size_t>(PQgetlength(result, row, 0)));
+      results_.columns.push_back(std::move(column));
+    } else if (status != PGRES_COMMAND_OK && results_.error.empty()) {
+      results_.error = one_line(PQresultErrorMessage(result));
+      if (results_.error.empty()) results_.error = PQresStatus(status);
+    }
+    PQclear(result);
+  }
+}
+
+read_outcome pq_connection::read(std::vector<notification>& out, uint64_t generation,
+                                 size_t max) {
+  read_outcome outcome;
+  bool consumed = PQconsumeInput(conn_) != 0;
+  if (consumed) collect_results(outcome);
+  // Whatever libpq parsed is handed out, also (especially) before a failure.
+  size_t taken = 0;
+  while (taken < max) {
+    PGnotify* n = PQnotifies(conn_);
+    if (n == nullptr) break;
+    out.push_back(notification{n->relname, n->extra, n->be_pid, generation});
+    PQfreemem(n);
+    ++taken;
+  }
+  outcome.more = taken == max;
+  outcome.lost = !consumed || PQstatus(conn_) == CONNECTION_BAD;
+  return outcome;
+}
+
+bool pq_connection::has_pending_input() {
+  // libpq checks its own TLS buffer (pgtls_read_pending) before it waits on the
+  // socket; an outside poller must do the same.
+  auto* ssl = static_cast<SSL*>(PQsslStruct(conn_, "OpenSSL"));
+  return ssl != nullptr && SSL_pending(ssl) > 0;
+}
+
+void pq_connection::await(readiness what, uint64_t token) {
+  if (watcher_ == nullptr) watch_current_socket();
+  if (watcher_ == nullptr) {
+    // No socket (libpq closed it): let the next read or step find out why.
+    caf::anon_send(listener_, readable_atom_v, token);
+    return;
+  }
+  watcher_->arm(what == readiness::readable ? socket_watcher::operation::read
+                                            : socket_watcher::operation::write,
+                token);
+}
+
+std::string pq_connection::error_message() {
+  auto message = one_line(PQerrorMessage(conn_));
+  return message.empty() ? "connection lost" : message;
+}
+
+}  // namespace pgnotify::pg
