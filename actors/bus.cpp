@@ -95,16 +95,20 @@ caf::result<bus_status> status(bus_pointer self) {
   auto fail = [=](caf::error& err) mutable { promise.deliver(std::move(err)); };
   if (!st.listener) {
     self->request(st.registry, caf::infinite, stats_atom_v)
-        .then([=](const bus_stats& stats) mutable {
-          promise.deliver(restart_status(self, stats.generation));
-        }, fail);
+        .then(
+            [=](const bus_stats& stats) mutable {
+              promise.deliver(restart_status(self, stats.generation));
+            },
+            fail);
     return promise;
   }
   self->request(st.listener, caf::infinite, status_atom_v)
-      .then([=](bus_status& reply) mutable {
-        reply.listener_restarts = self->state.restarts;
-        promise.deliver(std::move(reply));
-      }, fail);
+      .then(
+          [=](bus_status& reply) mutable {
+            reply.listener_restarts = self->state.restarts;
+            promise.deliver(std::move(reply));
+          },
+          fail);
   return promise;
 }
 

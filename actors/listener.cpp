@@ -28,7 +28,7 @@ struct command {
   kind what;
   std::string sql;
   std::vector<std::string> channels;  ///< subscribe: all of them; listen, unlisten: one
-  caf::typed_response_promise<caf::ok_atom> listen_reply;                   ///< kind::listen
+  caf::typed_response_promise<caf::ok_atom> listen_reply;                 ///< kind::listen
   caf::typed_response_promise<std::vector<std::string>> listening_reply;  ///< kind::listening
 };
 
@@ -63,7 +63,7 @@ struct listener_state {
   std::vector<notification> buffer;  ///< read, not yet handed to the registry
   std::deque<command> commands;      ///< the front one is in flight if command_in_flight
   bool command_in_flight = false;
-  uint64_t commands_sent = 0;          ///< numbers commands for their deadlines (0: the connect)
+  uint64_t commands_sent = 0;         ///< numbers commands for their deadlines (0: the connect)
   std::vector<std::string> listened;  ///< acknowledged by the server on this connection
 };
 
@@ -275,8 +275,7 @@ void begin_connect(listener_pointer self) {
     return drop_connection(self, e.what());
   }
   if (st.settings.connect_timeout > caf::timespan{0})
-    self->delayed_send(self, st.settings.connect_timeout, deadline_atom_v, st.attempt,
-                       uint64_t{0});
+    self->delayed_send(self, st.settings.connect_timeout, deadline_atom_v, st.attempt, uint64_t{0});
   step_connect(self);
 }
 
@@ -371,10 +370,9 @@ void on_deadline(listener_pointer self, uint64_t attempt, uint64_t command_numbe
     return;
   }
   if (st.command_in_flight && command_number == st.commands_sent)
-    drop_connection(self,
-                    fmt::format("{} failed: no answer within {} ms",
-                                describe(st.commands.front().what),
-                                milliseconds(st.settings.health.timeout)));
+    drop_connection(
+        self, fmt::format("{} failed: no answer within {} ms", describe(st.commands.front().what),
+                          milliseconds(st.settings.health.timeout)));
 }
 
 bool connected(const listener_state& st) {
@@ -397,7 +395,8 @@ void remove_channel(listener_pointer self, const std::string& channel) {
   auto& st = self->state;
   erase(st.settings.channels, channel);
   if (connected(st))
-    enqueue(self, command{command::kind::unlisten, "UNLISTEN " + quoted(channel), {channel}, {}, {}});
+    enqueue(self,
+            command{command::kind::unlisten, "UNLISTEN " + quoted(channel), {channel}, {}, {}});
 }
 
 caf::result<std::vector<std::string>> server_listening(listener_pointer self) {

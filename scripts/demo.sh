@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# The main job: builds pgnotify if needed and runs `pgnotify listen`, printing
-# each notification as one JSON line. Without connection settings it starts a
-# throwaway local PostgreSQL 15 (removed again on Ctrl-C); with --uri=URI or the
+# The main job: builds the pgnotify program if needed and runs `pgnotify listen`,
+# printing each notification as one JSON line. Without connection settings it starts
+# a throwaway local PostgreSQL 15 (removed again on Ctrl-C); with --uri=URI or the
 # PG* environment (PGHOST, PGSERVICE, ...) it uses that server instead.
 #   scripts/demo.sh [pgnotify listen options] [CHANNEL...]     (default channel: demo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh >&2
-if [ ! -x build/app/pgnotify ]; then
-  bash scripts/build.sh build >&2
-else
-  cmake --build build -j2 --target pgnotify_cli >&2
-fi
+# Only the program, in its own build directory: the tests and benchmarks take
+# minutes to compile, and build/ stays as scripts/test.sh left it.
+build="build-demo"
+bash scripts/build.sh --target pgnotify_cli "$build" \
+  -DPGNOTIFY_BUILD_TESTS=OFF -DPGNOTIFY_BUILD_BENCH=OFF >&2
 options=() channels=()
 for arg in "$@"; do
   case "$arg" in -*) options+=("$arg") ;; *) channels+=("$arg") ;; esac
@@ -39,10 +39,10 @@ cat >&2 <<MSG
 pgnotify is listening on: ${channels[*]}
 From a second terminal, send a notification:
 
-  $(pwd)/build/app/pgnotify notify$try_uri ${channels[0]} 'hello'
+  $(pwd)/$build/app/pgnotify notify$try_uri ${channels[0]} 'hello'
   psql ${uri:+"'$uri'"} -c "NOTIFY ${channels[0]}, 'hello'"
 
 Ctrl-C stops it.
 
 MSG
-build/app/pgnotify listen --config=config/pgnotify.ini "${options[@]+"${options[@]}"}" -- "${channels[@]}"
+"$build/app/pgnotify" listen --config=config/pgnotify.ini "${options[@]+"${options[@]}"}" -- "${channels[@]}"

@@ -4,7 +4,9 @@
 set -euo pipefail
 dir=${1:?usage: pg-ctl.sh DIR start|stop|restart}
 action=${2:?usage: pg-ctl.sh DIR start|stop|restart}
-pg_ctl() { runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D "$dir/data" -l "$dir/server.log" "$@"; }
+# shellcheck source-path=SCRIPTDIR source=pg-common.sh
+source "$(dirname "$0")/pg-common.sh"
+pg_ctl() { as_owner /usr/lib/postgresql/15/bin/pg_ctl -D "$dir/data" -l "$dir/server.log" "$@"; }
 case "$action" in
   start) pg_ctl -w -t 30 -o "$(cat "$dir/options")" start >/dev/null ;;
   stop) pg_ctl -w -t 30 -m fast stop >/dev/null ;;

@@ -4,9 +4,9 @@
 
 #include <stdexcept>
 
-#include <caf/send.hpp>
 #include <libpq-fe.h>
 #include <openssl/ssl.h>
+#include <caf/send.hpp>
 
 #include "../log.hpp"
 #include "socket_watcher.hpp"
@@ -130,8 +130,7 @@ void pq_connection::collect_results(read_outcome& outcome) {
   }
 }
 
-read_outcome pq_connection::read(std::vector<notification>& out, uint64_t generation,
-                                 size_t max) {
+read_outcome pq_connection::read(std::vector<notification>& out, uint64_t generation, size_t max) {
   read_outcome outcome;
   bool consumed = PQconsumeInput(conn_) != 0;
   if (consumed) collect_results(outcome);

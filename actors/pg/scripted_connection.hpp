@@ -30,18 +30,19 @@ class scripted_server : public std::enable_shared_from_this<scripted_server> {
  public:
   // -- what the server does (set before the event) ---------------------------
 
-  int refuse_connects = 0;                 ///< the next N connects fail ("connection refused")
-  bool connects_hang = false;              ///< connects never complete (TCP up, server silent)
-  std::string refuse_listen_on;            ///< the next LISTEN on this channel fails
-  bool next_command_hangs = false;         ///< the next command is never answered
-  std::optional<std::vector<std::string>> listening_override;  ///< what pg_listening_channels() claims
-  bool next_read_throws = false;           ///< the next read throws std::logic_error (a bug)
+  int refuse_connects = 0;          ///< the next N connects fail ("connection refused")
+  bool connects_hang = false;       ///< connects never complete (TCP up, server silent)
+  std::string refuse_listen_on;     ///< the next LISTEN on this channel fails
+  bool next_command_hangs = false;  ///< the next command is never answered
+  std::optional<std::vector<std::string>>
+      listening_override;         ///< what pg_listening_channels() claims
+  bool next_read_throws = false;  ///< the next read throws std::logic_error (a bug)
 
   // -- what happened ------------------------------------------------------------
 
   std::vector<caf::actor_clock::time_point> connect_attempts;  ///< needs `clock`
-  std::vector<std::string> commands;  ///< every SQL command sent, in order
-  std::vector<std::string> listens;   ///< successful LISTENs, in order, all connections
+  std::vector<std::string> commands;                           ///< every SQL command sent, in order
+  std::vector<std::string> listens;  ///< successful LISTENs, in order, all connections
   std::vector<std::string> unlistens;
   int read_requests = 0;  ///< times the listener asked to hear of readability
   const caf::actor_clock* clock = nullptr;
@@ -60,7 +61,8 @@ class scripted_server : public std::enable_shared_from_this<scripted_server> {
   /// read, so the socket will not report it again: only a listener that asks
   /// has_pending_input() before waiting sees it.
   void notify_inside_tls(std::string channel, std::string payload, int32_t pid = 4242) {
-    if (auto link = current_) link->tls_buffer.push_back({std::move(channel), std::move(payload), pid, 0});
+    if (auto link = current_)
+      link->tls_buffer.push_back({std::move(channel), std::move(payload), pid, 0});
   }
 
   /// The current connection breaks (its next read reports the loss).

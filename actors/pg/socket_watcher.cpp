@@ -23,8 +23,7 @@ int duplicate(int socket) {
 
 socket_watcher::socket_watcher(caf::io::network::default_multiplexer& mux, int socket,
                                caf::actor listener)
-    : event_handler(mux, duplicate(socket)), listener_(std::move(listener)) {
-}
+    : event_handler(mux, duplicate(socket)), listener_(std::move(listener)) {}
 
 void socket_watcher::arm(operation op, uint64_t token) {
   // add/del are not thread-safe: only the multiplexer thread calls them (pitfall 4).
@@ -48,8 +47,8 @@ void socket_watcher::close_now() {
   // the removal of each of those interests at the end of the round, and only
   // then is it safe to free this object.
   auto registered = eventbf();
-  removals_left_ = ((registered & caf::io::network::input_mask) != 0 ? 1 : 0)
-                   + ((registered & caf::io::network::output_mask) != 0 ? 1 : 0);
+  removals_left_ = ((registered & caf::io::network::input_mask) != 0 ? 1 : 0) +
+                   ((registered & caf::io::network::output_mask) != 0 ? 1 : 0);
   // Not registered at all: not in this round's results either.
   if (removals_left_ == 0) delete this;
 }
@@ -69,7 +68,7 @@ void socket_watcher::handle_event(operation op) {
 }
 
 void socket_watcher::removed_from_loop(operation op) {
-  (void) op;
+  (void)op;
   if (closing_ && --removals_left_ == 0) delete this;
 }
 

@@ -39,9 +39,9 @@ class socket_watcher final : public caf::io::network::event_handler {
   void close_now();
 
   caf::actor listener_;
-  uint64_t token_ = 0;              ///< multiplexer thread only, like everything below
+  uint64_t token_ = 0;  ///< multiplexer thread only, like everything below
   bool closing_ = false;
-  int removals_left_ = 0;           ///< interests whose removal the loop will still report
+  int removals_left_ = 0;  ///< interests whose removal the loop will still report
 };
 
 }  // namespace pgnotify::pg

@@ -9,12 +9,14 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
 #include <fmt/format.h>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 #include <pqxx/pqxx>
@@ -25,6 +27,14 @@
 #include <pgnotify/messages/type_ids.hpp>
 
 namespace pgnotify::test {
+
+#ifdef PGNOTIFY_SANITIZED
+/// ASan's quarantine and LeakSanitizer distort time and memory: the sanitizer
+/// build checks behaviour, the release build also checks the limits.
+constexpr bool limits_checked = false;
+#else
+constexpr bool limits_checked = true;
+#endif
 
 /// Runs one of the project's scripts (scripts/NAME ARGS) and returns its stdout
 /// without the trailing newline; throws if it fails.
@@ -48,8 +58,19 @@ inline std::string env_or_throw(const char* name) {
   return value;
 }
 
+/// "sslmode=require" when the test runs over TLS, else "sslmode=disable".
+inline std::string sslmode() {
+  const char* transport = std::getenv("PGNOTIFY_TEST_TRANSPORT");
+  return transport != nullptr && std::string{transport} == "tls" ? "sslmode=require"
+                                                                 : "sslmode=disable";
+}
+
+/// The test server over plain TCP, or over TLS (sslmode=require) when the
+/// test runs with PGNOTIFY_TEST_TRANSPORT=tls.
 inline std::string server_uri() {
-  const char* uri = std::getenv("PGNOTIFY_TEST_URI");
+  const char* transport = std::getenv("PGNOTIFY_TEST_TRANSPORT");
+  bool tls = transport != nullptr && std::string{transport} == "tls";
+  const char* uri = std::getenv(tls ? "PGNOTIFY_TEST_TLS_URI" : "PGNOTIFY_TEST_URI");
   if (uri == nullptr || *uri == '\0')
     throw std::runtime_error(
         "PGNOTIFY_TEST_URI is not set: run the tests with scripts/test.sh, which starts a "
@@ -78,6 +99,7 @@ struct pg_fixture {
 
   static caf::actor_system_config& init(caf::actor_system_config& c) {
     add_message_types(c);
+    c.load<caf::io::middleman>();  // the listener's socket is watched by its event loop
     c.set("logger.console-verbosity", caf::atom("quiet"));
     return c;
   }
@@ -161,6 +183,12 @@ struct pg_fixture {
     tx.exec_params("SELECT pg_notify($1, $2)", channel, payload);
   }
 
+  /// The scenario of a connection that has lasted: only after min_uptime is a
+  /// drop replaced at once rather than counted as a failed attempt.
+  void advance_past_min_uptime() {
+    std::this_thread::sleep_for(backoff_settings{}.min_uptime + std::chrono::milliseconds(10));
+  }
+
   /// After a server restart the old admin connection is dead.
   void reconnect_admin() { admin = std::make_unique<pqxx::connection>(uri); }
 
@@ -181,9 +209,21 @@ struct pg_fixture {
     return rows[0][0].as<int>();
   }
 
+  /// Waits until `holds()` (which asks the bus: a round trip each time) is
+  /// true; throws after `patience`. For states no message announces, such as a
+  /// failed attempt.
+  template <class Predicate>
+  void await_condition(Predicate holds, const std::string& what) {
+    auto deadline = std::chrono::steady_clock::now() + patience;
+    while (!holds()) {
+      if (std::chrono::steady_clock::now() > deadline)
+        throw std::runtime_error("timed out waiting for " + what);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));  // the poll's period
+    }
+  }
+
   /// Spawns a bus on a connection string that cannot work and returns its
-  /// status once `failures` attempts have failed (polled: no event announces a
-  /// failed attempt; each status request is a round trip to the listener).
+  /// status once `failures` attempts have failed.
   bus_status start_failing_bus(const std::string& conninfo, uint32_t failures = 1) {
     auto s = settings({"c"});
     s.conninfo = conninfo;
@@ -191,7 +231,8 @@ struct pg_fixture {
     if (!spawned) throw std::runtime_error("spawn_bus: " + render(spawned.error()));
     bus = *spawned;
     bus_status st;
-    while (st.failed_attempts < failures) st = status();
+    await_condition([&] { return (st = status()).failed_attempts >= failures; },
+                    fmt::format("{} failed attempt(s)", failures));
     return st;
   }
 

@@ -1,6 +1,7 @@
 // The bus end to end against a real PostgreSQL 15.
 #include <doctest/doctest.h>
 
+#include <filesystem>
 #include <map>
 #include <numeric>
 #include <thread>
@@ -161,14 +162,14 @@ TEST_CASE_FIXTURE(pg_fixture, "pg: dynamic channels follow their subscribers on 
   CHECK(next_notification().n.payload == "hello");
   subscribe("Dyn One", "second");
   caf::anon_send_exit(helpers[0], caf::exit_reason::kill);
-  while (subscriptions() != 1) probe->receive(caf::after(10ms) >> [] {});  // the DOWN is handled
+  await_condition([&] { return subscriptions() == 1; }, "the DOWN to be handled");
   CHECK(listening() == names{"Dyn One", "always"});
   // A reconnect LISTENs on exactly the current set.
   exec(fmt::format("SELECT pg_terminate_backend({})", listener_pid()));
   wait_for_generation(2);
   CHECK(listening() == names{"Dyn One", "always"});
   caf::anon_send_exit(helpers[1], caf::exit_reason::kill);
-  while (subscriptions() != 0) probe->receive(caf::after(10ms) >> [] {});
+  await_condition([&] { return subscriptions() == 0; }, "the DOWN to be handled");
   CHECK(listening() == names{"always"});
   // Unsubscribing (rather than dying) UNLISTENs too.
   subscribe("Dyn Two", "third");
@@ -176,4 +177,69 @@ TEST_CASE_FIXTURE(pg_fixture, "pg: dynamic channels follow their subscribers on 
   probe->request(bus, patience, unsubscribe_atom_v, std::string{"Dyn Two"}, helpers[2])
       .receive([](caf::ok_atom) {}, [](caf::error& e) { FAIL(render(e)); });
   CHECK(listening() == names{"always"});
+}
+
+TEST_CASE_FIXTURE(pg_fixture, "pg: a burst followed by silence arrives completely at once") {
+  start_channels({"burst"});
+  const int count = 20000;
+  // The subscriber checks each notification itself and reports once, at the end.
+  struct progress {
+    int next = 1;
+    bool in_order = true;
+  };
+  auto seen = std::make_shared<progress>();
+  subscriber_callbacks cb;
+  auto target = caf::actor{probe};
+  cb.on_notification = [seen, target](const notification& n) {
+    // Payloads alternate between 10 and 7,000 bytes and carry their number.
+    auto size = seen->next % 2 == 0 ? 7000u : 10u;
+    seen->in_order =
+        seen->in_order && n.payload.size() == size && std::stoi(n.payload) == seen->next;
+    if (seen->next++ == count) caf::anon_send(target, caf::ok_atom_v);
+  };
+  cb.on_lagged = [target](const lagged&) { caf::anon_send(target, caf::error{}); };
+  cb.on_subscribed = [target](uint64_t) { caf::anon_send(target, caf::ok_atom_v); };
+  helpers.push_back(spawn_subscriber(sys, bus, subscriber_options{{"burst"}, count}, cb));
+  probe->receive([](caf::ok_atom) {}, caf::after(patience) >> [] { FAIL("subscribe timed out"); });
+  auto start = std::chrono::steady_clock::now();
+  exec(
+      fmt::format("SELECT pg_notify('burst', lpad(g::text, CASE WHEN g % 2 = 0 THEN 7000 ELSE 10 "
+                  "END, '0')) FROM generate_series(1, {}) g",
+                  count));
+  auto committed = std::chrono::steady_clock::now();
+  // Nothing is sent after the burst: no later traffic wakes the reader.
+  probe->receive([](caf::ok_atom) {}, [](caf::error&) { FAIL("the subscriber lagged"); },
+                 caf::after(patience) >> [] { FAIL("the burst did not arrive completely"); });
+  auto done = std::chrono::steady_clock::now();
+  CHECK(seen->in_order);
+  auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
+  MESSAGE("burst of " << count << " (10 and 7,000 bytes): committed in " << ms(committed - start)
+                      << " ms, all received " << ms(done - committed) << " ms after the commit");
+  if (limits_checked) CHECK(done - committed < 1s);
+}
+
+namespace {
+
+size_t threads_of_this_process() {
+  size_t count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) {
+    (void)entry;
+    ++count;
+  }
+  return count;
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(pg_fixture, "pg: the bus starts no thread of its own") {
+  auto before = threads_of_this_process();
+  start_channels({"threads"});
+  subscribe("threads", "s");
+  notify("threads", "x");
+  CHECK(next_notification().n.payload == "x");
+  exec(fmt::format("SELECT pg_terminate_backend({})", listener_pid()));
+  wait_for_generation(2);
+  auto after = threads_of_this_process();
+  MESSAGE("threads: " << before << " before the bus, " << after << " with it");
+  CHECK(after == before);
 }

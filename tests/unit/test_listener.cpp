@@ -116,7 +116,8 @@ TEST_CASE_FIXTURE(listener_fixture,
   CHECK(st.generation == 1);
 }
 
-TEST_CASE_FIXTURE(listener_fixture, "listener: backoff between failed connects is 500 ms doubling to a 30 s cap") {
+TEST_CASE_FIXTURE(listener_fixture,
+                  "listener: backoff between failed connects is 500 ms doubling to a 30 s cap") {
   server->refuse_connects = 10;
   start({"a"});
   CHECK(status().state == connection_state::backing_off);
@@ -404,8 +405,9 @@ TEST_CASE_FIXTURE(listener_fixture,
   CHECK(status().failed_attempts == 0);
 }
 
-TEST_CASE_FIXTURE(listener_fixture,
-                  "listener: dynamic channels are LISTENed once acknowledged and UNLISTENed on request") {
+TEST_CASE_FIXTURE(
+    listener_fixture,
+    "listener: dynamic channels are LISTENed once acknowledged and UNLISTENed on request") {
   start({"fixed"});
   server->next_command_hangs = true;
   self->send(lis, listen_atom_v, std::string{"new"});
@@ -467,8 +469,8 @@ TEST_CASE_FIXTURE(listener_fixture,
   server->notify("a", "read just before the drop");
   server->drop();
   sched.run();
-  CHECK(registry_log() == std::vector<std::string>{"reconnected 1", "read just before the drop @1",
-                                                   "reconnected 2"});
+  CHECK(registry_log() ==
+        std::vector<std::string>{"reconnected 1", "read just before the drop @1", "reconnected 2"});
 }
 
 TEST_CASE_FIXTURE(listener_fixture, "listener: the server's view of the LISTENs on request") {
