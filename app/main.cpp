@@ -163,6 +163,10 @@ int notify(const app_settings& settings, const std::vector<std::string>& argumen
   if (auto err = validate_channel_name(channel)) throw usage_error(render(err));
   auto conninfo = prepare_conninfo(settings.bus.conninfo, settings.bus.connection);
   if (!conninfo) throw usage_error(render(conninfo.error()));
+  // A one-shot blocking call (libpqxx): SIGINT/SIGTERM end it at once, as they
+  // end any such command (exit 128 + N).
+  auto signals = stop_signals();
+  pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);
   try {
     pqxx::connection conn{*conninfo};
     pqxx::nontransaction tx{conn};
@@ -197,14 +201,21 @@ int status(app_config& cfg, app_settings settings) {
       auto ignore = [](caf::error&) {};
       self->request(bus.bus, caf::infinite, channels_atom_v)
           .receive([&](std::vector<std::string>& x) { names = std::move(x); }, ignore);
-      // The first attempt ends in listening or in backing off; connect_timeout bounds it.
+      // The first attempt ends in listening or in backing off (connect_timeout
+      // bounds it); SIGINT/SIGTERM end the wait at once.
+      auto signals = stop_signals();
       auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
       for (;;) {
         self->request(bus.bus, caf::infinite, status_atom_v)
             .receive([&](bus_status& x) { result = x; }, ignore);
         bool settled = result.generation > 0 || result.failed_attempts > 0;
         if (settled || std::chrono::steady_clock::now() > deadline) break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));  // no event to wait for
+        // No event announces a failed attempt: ask again in 20 ms, unless stopped.
+        timespec period{0, 20'000'000};
+        if (sigtimedwait(&signals, nullptr, &period) > 0) {
+          logger()->info("stopping");
+          break;
+        }
       }
       self->request(bus.bus, caf::infinite, stats_atom_v)
           .receive([&](bus_stats& x) { stats = std::move(x); }, ignore);

@@ -173,7 +173,7 @@ class RemoteTests(unittest.TestCase):
     def test_remote_subscriber_gets_everything_keeps_its_bound_and_is_forgotten(self):
         app_name = f"pgnotify-serve-e2e-{os.getpid()}"
         serve = Listener.__new__(Listener)  # same line reading, other command
-        serve.proc = subprocess.Popen([BIN, "serve", f"--uri={server_uri()}?application_name={app_name}",
+        serve.proc = subprocess.Popen([BIN, "serve", f"--uri={server_uri()}&application_name={app_name}",
                                        "--port=0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         serve.buffer = b""
         with serve:
