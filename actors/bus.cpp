@@ -9,6 +9,7 @@
 
 #include "../messages/channel_name.hpp"
 #include "../messages/errors.hpp"
+#include "../messages/type_ids.hpp"
 #include "listener.hpp"
 #include "log.hpp"
 #include "pg/pq_connection.hpp"
@@ -157,6 +158,11 @@ bus_actor::behavior_type bus(bus_pointer self, registry_settings registry_config
 
 }  // namespace
 
+void configure(caf::actor_system_config& cfg) {
+  add_message_types(cfg);
+  cfg.load<caf::io::middleman>();
+}
+
 caf::expected<bus_actor> spawn_bus(caf::actor_system& sys, bus_settings settings,
                                    pg::connection_factory connect) {
   for (const auto& channel : settings.channels)
@@ -188,7 +194,8 @@ caf::expected<bus_actor> spawn_bus(caf::actor_system& sys, bus_settings settings
   if (mux == nullptr)
     return make_error(errc::invalid_argument,
                       "pgnotify needs CAF's middleman with its default network backend: call "
-                      "cfg.load<caf::io::middleman>() before creating the actor system");
+                      "pgnotify::configure(cfg) (or cfg.load<caf::io::middleman>()) before "
+                      "creating the actor system");
   settings.conninfo = *conninfo;
   auto connect = [conninfo = *conninfo, mux](const listener_actor& listener) {
     return std::unique_ptr<pg::connection>{

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
 #include <caf/expected.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
@@ -42,6 +43,11 @@ struct bus_settings {
   /// subscriber leaving or dying UNLISTENs it; `channels` stay LISTENed always.
   bool dynamic_channels = false;
 };
+
+/// Prepares an actor system configuration for pgnotify: registers its message
+/// types (add_message_types) and loads CAF's middleman, whose event loop drives
+/// the connection. Call it once, instead of both of those.
+void configure(caf::actor_system_config& cfg);
 
 /// Spawns a bus connected to PostgreSQL. The connection runs on CAF's event
 /// loop: the actor system must have loaded the middleman

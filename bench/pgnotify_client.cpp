@@ -36,7 +36,7 @@ struct failure {
 
 struct bench_config : caf::actor_system_config {
   explicit bench_config(const settings& s) {
-    pgnotify::add_message_types(*this);
+    pgnotify::configure(*this);
     set("logger.console-verbosity", caf::atom("quiet"));
     if (auto err = parse(s.caf_options)) throw failure{"CAF options: " + render(err)};
   }

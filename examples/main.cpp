@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   caf::actor_system_config cfg;
-  pgnotify::add_message_types(cfg);
+  pgnotify::configure(cfg);  // message types and CAF's middleman
   caf::actor_system sys{cfg};
 
   pgnotify::bus_settings settings;

@@ -98,8 +98,7 @@ struct pg_fixture {
   std::vector<caf::actor> helpers;
 
   static caf::actor_system_config& init(caf::actor_system_config& c) {
-    add_message_types(c);
-    c.load<caf::io::middleman>();  // the listener's socket is watched by its event loop
+    configure(c);
     c.set("logger.console-verbosity", caf::atom("quiet"));
     return c;
   }

@@ -531,3 +531,12 @@ TEST_CASE_FIXTURE(listener_fixture,
   }
   CHECK(seen == std::vector<std::string>{"reconnected 2", "after the restart"});
 }
+
+TEST_CASE_FIXTURE(caf_fixture, "bus: without CAF's middleman spawn_bus says what to do") {
+  bus_settings settings;
+  settings.conninfo = "postgresql://127.0.0.1/postgres";
+  auto bus = spawn_bus(sys, settings);
+  REQUIRE_FALSE(bus);
+  CHECK(bus.error() == make_error(errc::invalid_argument));
+  CHECK(render(bus.error()).find("pgnotify::configure(cfg)") != std::string::npos);
+}
