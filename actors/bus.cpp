@@ -197,9 +197,10 @@ caf::expected<bus_actor> spawn_bus(caf::actor_system& sys, bus_settings settings
                       "pgnotify::configure(cfg) (or cfg.load<caf::io::middleman>()) before "
                       "creating the actor system");
   settings.conninfo = *conninfo;
-  auto connect = [conninfo = *conninfo, mux](const listener_actor& listener) {
+  auto connect = [conninfo = *conninfo, mux,
+                  lookup = settings.host_lookup](const listener_actor& listener) {
     return std::unique_ptr<pg::connection>{
-        new pg::pq_connection(conninfo, *mux, caf::actor_cast<caf::actor>(listener))};
+        new pg::pq_connection(conninfo, *mux, caf::actor_cast<caf::actor>(listener), lookup)};
   };
   return spawn_bus(sys, std::move(settings), connect);
 }

@@ -6,6 +6,7 @@
 // generation continues, and the registry and every subscription survive.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,10 @@ struct bus_settings {
   /// LISTENs on it (the reply comes once the server acknowledged), and the last
   /// subscriber leaving or dying UNLISTENs it; `channels` stay LISTENed always.
   bool dynamic_channels = false;
+  /// For tests: resolves one host name to numeric addresses (throws
+  /// std::exception with the reason); runs on the lookup's own short-lived
+  /// thread, never on CAF's. Empty = getaddrinfo.
+  std::function<std::vector<std::string>(const std::string& host)> host_lookup;
 };
 
 /// Prepares an actor system configuration for pgnotify: registers its message

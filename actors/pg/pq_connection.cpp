@@ -44,26 +44,61 @@ unsigned long inode_of(int fd) {
 }  // namespace
 
 pq_connection::pq_connection(const std::string& conninfo,
-                             caf::io::network::default_multiplexer& mux, caf::actor listener)
-    : conn_(PQconnectStart(conninfo.c_str())), mux_(mux), listener_(std::move(listener)) {
-  if (conn_ == nullptr) throw std::runtime_error("connect: out of memory");
-  if (PQstatus(conn_) == CONNECTION_BAD) {
-    auto reason = error_message();
-    PQfinish(conn_);
-    throw std::runtime_error(reason);
+                             caf::io::network::default_multiplexer& mux, caf::actor listener,
+                             lookup_function lookup)
+    : mux_(mux), listener_(std::move(listener)) {
+  // PQconnectStart would resolve a name synchronously, blocking this worker.
+  lookup_ = host_lookup::start(conninfo, std::move(lookup));
+  if (lookup_ == nullptr) {
+    start(conninfo);
+    if (PQstatus(conn_) == CONNECTION_BAD) {
+      auto reason = error_message();
+      PQfinish(conn_);
+      throw std::runtime_error(reason);
+    }
+    return;
   }
-  PQsetNoticeProcessor(conn_, log_notice, nullptr);
+  // Its eventfd is watched like the socket: readable once the lookup is done.
+  watcher_ = new socket_watcher(mux_, lookup_->event_fd(), listener_);
 }
 
 pq_connection::~pq_connection() {
   // The watcher watches a duplicate descriptor, so libpq may close its own first.
-  PQfinish(conn_);
+  // A lookup still running is abandoned: its thread ends on its own.
+  if (conn_ != nullptr) PQfinish(conn_);
   if (watcher_ != nullptr) watcher_->close();
+}
+
+void pq_connection::start(const std::string& conninfo) {
+  conn_ = PQconnectStart(conninfo.c_str());
+  if (conn_ == nullptr) throw std::runtime_error("connect: out of memory");
+  PQsetNoticeProcessor(conn_, log_notice, nullptr);
+}
+
+bool pq_connection::start_after_lookup() {
+  if (watcher_ != nullptr) watcher_->close();  // the eventfd's
+  watcher_ = nullptr;
+  auto outcome = lookup_->result();
+  lookup_.reset();
+  if (outcome.conninfo.empty()) {
+    lookup_error_ = outcome.errors;
+    return false;
+  }
+  // Another host is left: libpq tries it, as it would after its own failed lookup.
+  if (!outcome.errors.empty()) logger()->warn("pgnotify: {}", outcome.errors);
+  try {
+    start(outcome.conninfo);
+  } catch (const std::exception& e) {
+    lookup_error_ = e.what();
+    return false;
+  }
+  return PQstatus(conn_) != CONNECTION_BAD;
 }
 
 void pq_connection::watch_current_socket() {
   // libpq may replace its socket while connecting (several hosts), even under
   // the same number: compare the inode too, and watch the new one (pitfall 6).
+  if (lookup_ != nullptr || conn_ == nullptr) return;
   int fd = PQsocket(conn_);
   if (fd < 0) return;
   auto inode = inode_of(fd);
@@ -76,6 +111,10 @@ void pq_connection::watch_current_socket() {
 }
 
 connect_progress pq_connection::continue_connect() {
+  if (lookup_ != nullptr) {
+    if (!lookup_->done()) return connect_progress::wait_readable;  // its eventfd
+    if (!start_after_lookup()) return connect_progress::failed;
+  }
   // libpq's protocol: act as if PQconnectPoll had asked for writability first.
   auto status = started_ ? PQconnectPoll(conn_) : PGRES_POLLING_WRITING;
   started_ = true;
@@ -132,6 +171,10 @@ void pq_connection::collect_results(read_outcome& outcome) {
 
 read_outcome pq_connection::read(std::vector<notification>& out, uint64_t generation, size_t max) {
   read_outcome outcome;
+  if (conn_ == nullptr) {  // still resolving, or the lookup failed
+    outcome.lost = true;
+    return outcome;
+  }
   bool consumed = PQconsumeInput(conn_) != 0;
   if (consumed) collect_results(outcome);
   // Whatever libpq parsed is handed out, also (especially) before a failure.
@@ -168,6 +211,7 @@ void pq_connection::await(readiness what, uint64_t token) {
 }
 
 std::string pq_connection::error_message() {
+  if (conn_ == nullptr) return lookup_error_.empty() ? "connection lost" : lookup_error_;
   auto message = one_line(PQerrorMessage(conn_));
   return message.empty() ? "connection lost" : message;
 }

@@ -10,6 +10,7 @@
 #include <caf/io/network/default_multiplexer.hpp>
 
 #include "connection.hpp"
+#include "host_lookup.hpp"
 
 struct pg_conn;
 
@@ -21,9 +22,11 @@ class pq_connection final : public connection {
  public:
   /// Starts connecting (PQconnectStart) with a prepared connection string (see
   /// prepare_conninfo). Throws std::runtime_error with libpq's one-line reason
-  /// if libpq fails at once.
+  /// if libpq fails at once. If a host is a name, it first starts resolving it
+  /// with `lookup` (empty: getaddrinfo) off the workers (see host_lookup.hpp),
+  /// and PQconnectStart follows in continue_connect once the addresses are in.
   pq_connection(const std::string& conninfo, caf::io::network::default_multiplexer& mux,
-                caf::actor listener);
+                caf::actor listener, lookup_function lookup = {});
   ~pq_connection() override;
 
   connect_progress continue_connect() override;
@@ -35,13 +38,19 @@ class pq_connection final : public connection {
   std::string error_message() override;
 
  private:
+  void start(const std::string& conninfo);
+  bool start_after_lookup();
   void watch_current_socket();
   void collect_results(read_outcome& outcome);
 
-  pg_conn* conn_;
+  pg_conn* conn_ = nullptr;  ///< null while the lookup runs or after it failed
+  std::unique_ptr<host_lookup> lookup_;
+  std::string lookup_error_;
   caf::io::network::default_multiplexer& mux_;
   caf::actor listener_;
-  socket_watcher* watcher_ = nullptr;  ///< frees itself on the multiplexer thread after close()
+  /// Watches the lookup's eventfd, then libpq's socket; frees itself on the
+  /// multiplexer thread after close().
+  socket_watcher* watcher_ = nullptr;
   int watched_fd_ = -1;
   unsigned long watched_inode_ = 0;
   bool started_ = false;

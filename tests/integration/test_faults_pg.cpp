@@ -10,7 +10,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -494,4 +496,127 @@ TEST_CASE_FIXTURE(pg_fixture,
   CHECK(missing_outside == 0);
   CHECK(missing * 50 <= sent.size());  // at most 2 %
   CHECK(status().generation == kills + 1);
+}
+
+namespace {
+
+/// A host lookup the test controls: each call waits until the gate opens, then
+/// returns `addresses`. Shared with the lookup's thread, which may outlive the test.
+struct lookup_gate {
+  std::mutex mtx;
+  std::condition_variable cv;
+  bool open = false;
+  int entered = 0;
+  int left = 0;
+  std::vector<std::string> hosts;  ///< what was asked
+  std::vector<std::string> addresses{"127.0.0.1"};
+
+  std::vector<std::string> pass(const std::string& host) {
+    std::unique_lock<std::mutex> lock{mtx};
+    hosts.push_back(host);
+    ++entered;
+    cv.notify_all();
+    cv.wait(lock, [&] { return open; });
+    ++left;
+    cv.notify_all();
+    return addresses;
+  }
+  void release() {
+    std::lock_guard<std::mutex> guard{mtx};
+    open = true;
+    cv.notify_all();
+  }
+  bool await_count(const int& counter, int wanted) {
+    std::unique_lock<std::mutex> lock{mtx};
+    return cv.wait_for(lock, 5s, [&] { return counter >= wanted; });
+  }
+};
+
+size_t threads_of_this_process() {
+  size_t count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) {
+    (void)entry;
+    ++count;
+  }
+  return count;
+}
+
+/// The test server under a host name (key=value form, as prepared).
+std::string named_conninfo(const std::string& host) {
+  return fmt::format("host={} port={} user=postgres dbname=postgres {}", host,
+                     env_or_throw("PGNOTIFY_PG_PORT"), sslmode());
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(pg_fixture, "faults: a host name is resolved off the workers and connects") {
+  auto s = settings({"named"});
+  s.conninfo = named_conninfo("localhost");  // getaddrinfo on the lookup's own thread
+  start_bus(s);
+  subscribe("named", "s");
+  notify("named", "by name");
+  auto got = next_notification();
+  CHECK(got.n.payload == "by name");
+  CHECK(got.n.generation == 1);
+}
+
+TEST_CASE_FIXTURE(pg_fixture,
+                  "faults: every address of a host name is tried in turn like libpq does") {
+  auto gate = std::make_shared<lookup_gate>();
+  gate->release();
+  // 127.0.0.2 is refused (the server listens on 127.0.0.1 only): the next one is tried.
+  gate->addresses = {"127.0.0.2", "127.0.0.1"};
+  auto s = settings({"named"});
+  s.conninfo = named_conninfo("db.pgnotify.invalid");  // libpq itself could not resolve it
+  s.host_lookup = [gate](const std::string& host) { return gate->pass(host); };
+  start_bus(s);
+  subscribe("named", "s");
+  notify("named", "second address");
+  CHECK(next_notification().n.payload == "second address");
+  std::lock_guard<std::mutex> guard{gate->mtx};
+  CHECK(gate->hosts == std::vector<std::string>{"db.pgnotify.invalid"});
+}
+
+TEST_CASE("faults: the bus stops at once while a host name is being resolved") {
+  auto gate = std::make_shared<lookup_gate>();
+  bus_settings s;
+  s.channels = {"c"};
+  s.conninfo = named_conninfo("db.pgnotify.invalid");
+  s.host_lookup = [gate](const std::string& host) { return gate->pass(host); };
+  auto threads_before = threads_of_this_process();
+  auto ms = shutdown_ms(s, [&](auto&, auto&, auto status) {
+    REQUIRE(gate->await_count(gate->entered, 1));  // the lookup blocks
+    CHECK(status().state == connection_state::connecting);
+  });
+  MESSAGE("stopped while resolving in " << ms << " ms");
+  if (limits_checked) CHECK(ms < 100);
+  // The abandoned lookup finishes on its own, and its thread ends.
+  {
+    std::lock_guard<std::mutex> guard{gate->mtx};
+    CHECK(gate->left == 0);
+  }
+  gate->release();
+  CHECK(gate->await_count(gate->left, 1));
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (threads_of_this_process() > threads_before && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  CHECK(threads_of_this_process() == threads_before);
+}
+
+TEST_CASE_FIXTURE(pg_fixture, "faults: a host name that cannot be resolved fails the attempt") {
+  auto s = settings({"c"});
+  s.conninfo = named_conninfo("db.pgnotify.invalid");
+  s.host_lookup = [](const std::string&) -> std::vector<std::string> {
+    throw std::runtime_error("Name or service not known");
+  };
+  auto spawned = spawn_bus(sys, s);
+  REQUIRE(spawned);
+  bus = *spawned;
+  bus_status st;
+  await_condition([&] { return (st = status()).failed_attempts >= 1; }, "a failed attempt");
+  CHECK(st.state == connection_state::backing_off);
+  CHECK(st.generation == 0);
+  CHECK(st.last_error ==
+        "could not translate host name \"db.pgnotify.invalid\" to address: Name or service not "
+        "known");
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs pgnotify from BUILD_DIR into a temporary prefix, builds examples/ from
-# there as a separate CMake project, and runs it against the test server.
+# there as a separate CMake project, runs its test (scripted server) and runs it
+# against the test server.
 #   test_install.sh SOURCE_DIR BUILD_DIR      (needs PGNOTIFY_TEST_URI)
 set -euo pipefail
 src=${1:?usage: test_install.sh SOURCE_DIR BUILD_DIR}
@@ -15,6 +16,8 @@ test -f "$work/prefix/lib/cmake/pgnotify/pgnotify-config.cmake"
 cmake -S "$src/examples" -B "$work/example" -DCMAKE_PREFIX_PATH="$work/prefix" >"$work/configure.log" \
   || { cat "$work/configure.log"; exit 1; }
 cmake --build "$work/example" -j2 >"$work/build.log" || { cat "$work/build.log"; exit 1; }
+
+"$work/example/example_test"  # the scripted-server test of an application's subscriber
 
 out="$work/example.out"
 "$work/example/resync_example" "$PGNOTIFY_TEST_URI" 2 pkg_a pkg_b >"$out" 2>"$work/example.err" &
