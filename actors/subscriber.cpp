@@ -49,7 +49,11 @@ caf::behavior subscriber(caf::stateful_actor<subscriber_state>* self, subscripti
       [=](const notification_batch& batch) {
         const auto& items = batch.notifications;
         if (items.empty()) return;
-        for (const auto& n : items) self->state.callbacks.on_notification(n);
+        const auto& cb = self->state.callbacks;
+        if (cb.on_batch)
+          cb.on_batch(items);
+        else
+          for (const auto& n : items) cb.on_notification(n);
         // Acks go to whoever sent the batch: the registry, even behind a bus.
         self->send(caf::actor_cast<caf::actor>(self->current_sender()), ack_atom_v,
                    items.front().channel, static_cast<uint32_t>(items.size()));

@@ -1,7 +1,7 @@
-// The subscriber helper: one call gives a user per-notification callbacks. It
-// subscribes to its channels and to reconnects, unpacks batches, acks them to
-// the registry, applies the generation snapshot rule, and hands lagged and
-// reconnects to callbacks of their own. Callbacks run inside the actor.
+// The subscriber helper: one call gives a user per-notification (or per-batch)
+// callbacks. It subscribes to its channels and to reconnects, unpacks batches,
+// acks them to the registry, applies the generation snapshot rule, and hands
+// lagged and reconnects to callbacks of their own. Callbacks run inside the actor.
 #pragma once
 
 #include <cstdint>
@@ -18,8 +18,12 @@
 namespace pgnotify {
 
 struct subscriber_callbacks {
-  /// Each notification, in order. Required.
+  /// Each notification, in order. Required unless on_batch is set.
   std::function<void(const notification&)> on_notification;
+  /// Each batch as it arrives (one channel, in order, never empty): for a
+  /// consumer that does one thing per batch, say one write. When set, it is
+  /// called instead of on_notification. The batch is acked once it returns.
+  std::function<void(const std::vector<notification>&)> on_batch;
   /// This subscriber fell behind its bound and missed some notifications.
   std::function<void(const lagged&)> on_lagged;
   /// A reconnect after this subscriber's snapshot (see is_reconnect): notifications

@@ -8,10 +8,27 @@
 
 namespace pgnotify::app {
 
+namespace {
+
+/// Printable ASCII other than '"' and '\\': copied as it is.
+bool plain(unsigned char c) {
+  return c >= 0x20 && c < 0x7F && c != '"' && c != '\\';
+}
+
+}  // namespace
+
 void append_json_string(std::string& out, std::string_view text) {
   static constexpr char hex[] = "0123456789abcdef";
   out += '"';
   for (size_t pos = 0; pos < text.size();) {
+    // Runs of plain characters (most payloads are nothing else) go in at once.
+    auto run = pos;
+    while (run < text.size() && plain(static_cast<unsigned char>(text[run]))) ++run;
+    if (run > pos) {
+      out.append(text.data() + pos, run - pos);
+      pos = run;
+      continue;
+    }
     auto c = static_cast<unsigned char>(text[pos]);
     if (c >= 0x80) {
       auto length = utf8_sequence_length(text, pos);
@@ -72,13 +89,50 @@ std::string utc_timestamp(std::chrono::system_clock::time_point when) {
                      utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, micros);
 }
 
-std::string notification_event(const notification& n, std::chrono::system_clock::time_point at) {
-  std::string out = R"({"event":"notification","channel":)";
+namespace {
+
+template <class Integer>
+void append_int(std::string& out, Integer value) {
+  fmt::format_int digits{value};
+  out.append(digits.data(), digits.size());
+}
+
+void append_notification_event(std::string& out, const notification& n,
+                               std::string_view timestamp) {
+  out += R"({"event":"notification","channel":)";
   append_json_string(out, n.channel);
   out += R"(,"payload":)";
   append_json_string(out, n.payload);
-  out += fmt::format(R"(,"pid":{},"generation":{},"time":"{}"}})", n.backend_pid, n.generation,
-                     utc_timestamp(at));
+  // Appended piece by piece: a format string per line costs more than the rest.
+  out += R"(,"pid":)";
+  append_int(out, n.backend_pid);
+  out += R"(,"generation":)";
+  append_int(out, n.generation);
+  out += R"(,"time":")";
+  out += timestamp;
+  out += R"("})";
+}
+
+}  // namespace
+
+std::string notification_event(const notification& n, std::chrono::system_clock::time_point at) {
+  std::string out;
+  append_notification_event(out, n, utc_timestamp(at));
+  return out;
+}
+
+std::string notification_lines(const std::vector<notification>& batch,
+                               std::chrono::system_clock::time_point at) {
+  auto timestamp = utc_timestamp(at);
+  std::string out;
+  // Most payloads are short: one reservation usually covers the whole batch.
+  size_t estimate = 0;
+  for (const auto& n : batch) estimate += 128 + n.channel.size() + n.payload.size();
+  out.reserve(estimate);
+  for (const auto& n : batch) {
+    append_notification_event(out, n, timestamp);
+    out += '\n';
+  }
   return out;
 }
 

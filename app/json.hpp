@@ -22,6 +22,10 @@ void append_json_string(std::string& out, std::string_view text);
 std::string utc_timestamp(std::chrono::system_clock::time_point when);
 
 std::string notification_event(const notification& n, std::chrono::system_clock::time_point at);
+/// A batch's lines, each ended by '\n', all with the time `at`: exactly the
+/// notification_event lines, formatted into one string for one write.
+std::string notification_lines(const std::vector<notification>& batch,
+                               std::chrono::system_clock::time_point at);
 std::string reconnected_event(uint64_t generation);
 std::string lagged_event(const lagged& msg);
 

@@ -7,9 +7,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -37,10 +40,28 @@ using namespace pgnotify::app;
 
 namespace {
 
-void print_line(const std::string& line) {
-  std::fwrite(line.data(), 1, line.size(), stdout);
-  std::fputc('\n', stdout);
-  std::fflush(stdout);  // a pipe sees every event at once
+/// Writes all of `text` to stdout with write(2): one call unless the kernel
+/// takes it in parts. Blocks while stdout does (a reader that stopped reading);
+/// meanwhile the registry counts what this process cannot take, up to the bound.
+void write_stdout(std::string_view text) {
+  while (!text.empty()) {
+    auto written = ::write(STDOUT_FILENO, text.data(), text.size());
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      static std::atomic<bool> reported{false};
+      if (!reported.exchange(true))
+        logger()->error("cannot write to stdout: {}", std::strerror(errno));
+      return;
+    }
+    text.remove_prefix(static_cast<size_t>(written));
+  }
+}
+
+/// One event, written at once: a pipe sees it immediately. stdout's stdio
+/// buffer is never used, so nothing waits in it.
+void print_line(std::string line) {
+  line += '\n';
+  write_stdout(line);
 }
 
 sigset_t stop_signals() {
@@ -126,10 +147,14 @@ int listen(app_config& cfg, const app_settings& settings) {
   std::atomic<int> exit_status{exit_ok};
   {
     caf::actor_system sys{cfg};
-    auto bus = open_bus(sys, settings);
+    auto own = settings;  // a bus of its own has listen's bound too
+    own.bus.default_bound = settings.listen_bound;
+    auto bus = open_bus(sys, own);
     subscriber_callbacks callbacks;
-    callbacks.on_notification = [](const notification& n) {
-      print_line(notification_event(n, std::chrono::system_clock::now()));
+    // A batch is one write: per-line writes (or flushes) cannot keep up with a
+    // burst, and the registry would count the rest as missed.
+    callbacks.on_batch = [](const std::vector<notification>& batch) {
+      write_stdout(notification_lines(batch, std::chrono::system_clock::now()));
     };
     callbacks.on_lagged = [](const lagged& msg) { print_line(lagged_event(msg)); };
     // Every generation is shown, the boot connect included, also when it
@@ -143,16 +168,15 @@ int listen(app_config& cfg, const app_settings& settings) {
       report_failure(exit_status);
       wake_main();
     };
-    auto sub = spawn_subscriber(sys, bus.bus, {settings.bus.channels, settings.bus.default_bound},
-                                callbacks);
+    auto sub =
+        spawn_subscriber(sys, bus.bus, {settings.bus.channels, settings.listen_bound}, callbacks);
     auto dog = sys.spawn(watchdog, bus.bus, settings.stats_interval, &exit_status);
     int signal_number = 0;
     sigwait(&signals, &signal_number);
     logger()->info("stopping");
     for (const auto& a : {sub, dog}) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
     bus.stop();
-  }  // ~actor_system: every actor has finished, every line is out
-  std::fflush(stdout);
+  }  // ~actor_system: every actor has finished, every line is out (written, not buffered)
   return exit_status;
 }
 

@@ -17,8 +17,9 @@ std::string str(caf::string_view x) {
   return {x.data(), x.size()};
 }
 
-// The defaults live in the library's settings structs; config/pgnotify.ini
-// repeats them for the reader, and a test keeps the two equal.
+// The defaults live in the library's settings structs (except listen's bound,
+// in options.hpp); config/pgnotify.ini repeats them for the reader, and a test
+// keeps the two equal.
 const bus_settings library_defaults{};
 
 const caf::config_option* lookup(const app_config& cfg, const std::string& key) {
@@ -58,7 +59,8 @@ app_config::app_config() {
       .add<std::string>("uri",
                         "libpq connection URI or key=value string (default: PG* environment)")
       .add<std::vector<std::string>>("channels", "channels to LISTEN on besides the ones given")
-      .add<size_t>("bound", "notifications a slow consumer may lag behind before missing some")
+      .add<size_t>("bound", "notifications a consumer may lag before missing some (listen 65536)")
+      .add<size_t>("max-batch", "notifications read into one batch (one write) while more wait")
       .add<caf::timespan>("backoff-initial", "first reconnect delay")
       .add<caf::timespan>("backoff-max", "longest reconnect delay")
       .add<double>("backoff-jitter", "0 to 1: delays are drawn from [(1 - j) * d, d]")
@@ -129,9 +131,12 @@ app_settings read_settings(const app_config& cfg, std::vector<std::string> chann
   auto configured = caf::get_or(cfg, key("channels"), std::vector<std::string>{});
   channels.insert(channels.end(), configured.begin(), configured.end());
   bus.channels = std::move(channels);
-  auto bound = caf::get_or(cfg, key("bound"), size_t{library_defaults.default_bound});
-  if (bound == 0 || bound > UINT32_MAX) throw usage_error("bound must be 1 to 4294967295");
-  bus.default_bound = static_cast<uint32_t>(bound);
+  if (auto bound = caf::get_if<size_t>(&cfg, key("bound"))) {
+    if (*bound == 0 || *bound > UINT32_MAX) throw usage_error("bound must be 1 to 4294967295");
+    bus.default_bound = result.listen_bound = static_cast<uint32_t>(*bound);
+  }
+  bus.max_batch = caf::get_or(cfg, key("max-batch"), library_defaults.max_batch);
+  if (bus.max_batch == 0) throw usage_error("max-batch must be at least 1");
   auto& backoff = bus.backoff;
   backoff.initial = caf::get_or(cfg, key("backoff-initial"), library_defaults.backoff.initial);
   backoff.max = caf::get_or(cfg, key("backoff-max"), library_defaults.backoff.max);

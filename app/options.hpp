@@ -23,6 +23,12 @@ struct usage_error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// `listen`'s bound unless `bound` is set, not the library's 256 (which `serve`
+/// keeps for remote subscribers that ask for none); config/pgnotify.ini explains
+/// it: stdout takes a burst in large writes, so only a stdout that really stalls
+/// makes `listen` miss notifications, and memory stays bounded meanwhile.
+constexpr uint32_t listen_default_bound = 65536;
+
 struct app_config : caf::actor_system_config {
   app_config();
   const caf::config_option_set& options() const { return custom_options_; }
@@ -40,7 +46,10 @@ invocation parse_command_line(app_config& cfg, const std::vector<std::string>& a
 
 /// Everything the commands need, validated. Throws usage_error.
 struct app_settings {
+  /// bus.default_bound is `bound`, else the library's default (for `serve`).
   bus_settings bus;
+  /// `listen`'s subscription (and its own bus): `bound`, else listen_default_bound.
+  uint32_t listen_bound = listen_default_bound;
   /// `--remote=HOST:PORT`: use the bus a `pgnotify serve` publishes there.
   std::string remote_host;
   uint16_t remote_port = 0;

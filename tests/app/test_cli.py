@@ -9,11 +9,15 @@ import os
 import select
 import signal
 import subprocess
+import tempfile
 import time
 import unittest
 
 BIN = os.environ.get("PGNOTIFY_BIN", "build/app/pgnotify")
 PATIENCE = 15  # seconds: a bound on waiting, never a synchronisation
+# Set by CMake for a build with -DPGNOTIFY_SANITIZE=ON: ASan's speed and memory
+# say nothing about the program's, so only behaviour (the counts) is checked there.
+SANITIZED = os.environ.get("PGNOTIFY_SANITIZED") == "1"
 
 
 def server_uri():
@@ -165,6 +169,166 @@ class ListenTests(unittest.TestCase):
                      "--max-retries=2", "--backoff-initial=10ms", "c")
         self.assertEqual(result.returncode, 3)
         self.assertIn(b"giving up after 2 failed attempt(s)", result.stderr)
+
+
+def vm_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+class Tally:
+    """Events of one channel whose payloads are the numbers 1, 2, 3, ... (maybe
+    padded on the left with dots): checks that every notification comes in order and
+    that each gap is exactly a preceding lagged event's count."""
+
+    def __init__(self, test, channel):
+        self.test, self.channel = test, channel
+        self.delivered = self.missed = self.lagged_lines = 0
+        self.expected = 1
+
+    def add(self, raw_line):
+        event = json.loads(raw_line)
+        if event["event"] == "lagged":
+            self.test.assertEqual(event["channel"], self.channel)
+            self.missed += event["missed"]
+            self.lagged_lines += 1
+            self.expected += event["missed"]
+            return
+        self.test.assertEqual(event["event"], "notification", event)
+        self.test.assertEqual(event["channel"], self.channel)
+        self.test.assertEqual(int(event["payload"].lstrip(".")), self.expected, "out of order")
+        self.expected += 1
+        self.delivered += 1
+
+    def total(self):
+        return self.delivered + self.missed
+
+
+class BurstTests(unittest.TestCase):
+    """The program keeps up with bursts: one write per batch and a default bound
+    meant for stdout, so only a stalled stdout loses notifications (and says so)."""
+
+    def test_a_burst_of_100000_reaches_a_file_whole_at_default_settings(self):
+        count = 100_000
+        with tempfile.TemporaryDirectory() as tmp:
+            out_path, err_path = os.path.join(tmp, "out"), os.path.join(tmp, "err")
+            with open(out_path, "wb") as out, open(err_path, "wb") as err, \
+                    open(out_path, "rb") as follower:
+                proc = subprocess.Popen([BIN, "listen", f"--uri={server_uri()}", "burst"],
+                                        stdout=out, stderr=err)
+                try:
+                    # A file announces nothing: poll what has been appended so far.
+                    pending = b""
+
+                    def new_lines():
+                        nonlocal pending
+                        pending += follower.read()
+                        *complete, pending = pending.split(b"\n")
+                        return complete
+
+                    first = wait_until(new_lines)
+                    self.assertEqual(json.loads(first[0]), {"event": "reconnected", "generation": 1})
+                    tally = Tally(self, "burst")
+                    for line in first[1:]:
+                        tally.add(line)
+                    start = time.monotonic()
+                    psql("SELECT pg_notify('burst', g::text) FROM generate_series(1, 100000) g")
+                    deadline = start + 25
+                    while tally.total() < count:
+                        lines = new_lines()
+                        if not lines:
+                            if time.monotonic() > deadline or proc.poll() is not None:
+                                with open(err_path, "rb") as log:
+                                    self.fail(f"{tally.delivered} printed and {tally.missed} "
+                                              f"missed of {count}; stderr: {log.read()!r}")
+                            time.sleep(0.01)
+                        for line in lines:
+                            tally.add(line)
+                    elapsed = time.monotonic() - start
+                    proc.send_signal(signal.SIGTERM)
+                    self.assertEqual(proc.wait(timeout=PATIENCE), 0)
+                finally:
+                    if proc.poll() is None:
+                        proc.kill()
+                        proc.wait()
+                for line in new_lines():  # nothing may follow: the count is exact
+                    tally.add(line)
+                self.assertEqual(pending, b"", "last line incomplete")
+        print(f"\n  {count} notifications of one transaction: {tally.delivered} printed, "
+              f"{tally.missed} missed, {elapsed:.2f} s from the NOTIFY to the last line")
+        self.assertEqual(tally.total(), count)
+        if SANITIZED:
+            return  # whether a sanitized build keeps up is no statement about the program
+        self.assertEqual(tally.lagged_lines, 0, f"{tally.missed} reported missed")
+        self.assertEqual(tally.delivered, count)
+
+    def test_b_a_stalled_reader_costs_bounded_memory_and_exact_counts(self):
+        count = 300_000
+        # 256-byte payloads: the program's default bound of them fits well in
+        # 64 MiB, all 300,000 (that an unbounded program would hold) do not.
+        pad = "lpad(g::text, 256, '.')"
+        with Listener(f"--uri={server_uri()}", "--stats-interval=50ms", "stall") as listener:
+            self.assertEqual(listener.line(), {"event": "reconnected", "generation": 1})
+            # From here on the test does not read stdout: the pipe fills and the
+            # program's write blocks, as with a stalled consumer.
+            base = peak = vm_rss_kib(listener.proc.pid)
+            psql(f"SELECT pg_notify('stall', {pad}) FROM generate_series(1, {count}) g")
+            # The program has read everything once its stats say so (stderr stays drained).
+            errors = b""
+            received = 0
+            deadline = time.monotonic() + 25
+            while received < count:
+                left = deadline - time.monotonic()
+                ready, _, _ = select.select([listener.proc.stderr], [], [], max(left, 0))
+                peak = max(peak, vm_rss_kib(listener.proc.pid))
+                if not ready:
+                    raise AssertionError(f"the program received {received} of {count} in time")
+                chunk = os.read(listener.proc.stderr.fileno(), 65536)
+                if not chunk:
+                    raise AssertionError("pgnotify listen closed stderr: " + errors.decode())
+                errors += chunk
+                *complete, errors = errors.split(b"\n")
+                for line in complete:
+                    if line.startswith(b'{"event":"stats"'):
+                        received = json.loads(line)["received"]
+            self.assertEqual(received, count)
+            growth_mib = (peak - base) / 1024
+
+            # The reader resumes: what was held comes out, then exactly what was missed.
+            tally = Tally(self, "stall")
+            deadline = time.monotonic() + 25
+            streams = [listener.proc.stdout, listener.proc.stderr]
+            while tally.total() < count:
+                left = deadline - time.monotonic()
+                ready, _, _ = select.select(streams, [], [], max(left, 0))
+                if not ready:
+                    raise AssertionError(f"{tally.delivered} delivered and {tally.missed} "
+                                         f"missed of {count} in time")
+                if listener.proc.stderr in ready:
+                    os.read(listener.proc.stderr.fileno(), 65536)
+                if listener.proc.stdout in ready:
+                    chunk = os.read(listener.proc.stdout.fileno(), 1 << 20)
+                    if not chunk:
+                        raise AssertionError("pgnotify listen closed stdout")
+                    listener.buffer += chunk
+                    *complete, listener.buffer = listener.buffer.split(b"\n")
+                    for line in complete:
+                        tally.add(line)
+            code, rest, _ = listener.stop()
+            self.assertEqual(code, 0)
+            for line in rest.splitlines():  # nothing may follow: the count is exact
+                tally.add(line)
+        print(f"\n  stalled reader, {count} notifications: RSS grew {growth_mib:.1f} MiB; "
+              f"{tally.delivered} delivered, {tally.missed} missed "
+              f"in {tally.lagged_lines} lagged line(s)")
+        self.assertEqual(tally.total(), count)
+        self.assertGreater(tally.missed, 0, "a stalled reader missed nothing: no bound")
+        if SANITIZED:
+            return  # ASan's own memory (shadow, quarantine) is not the program's
+        self.assertLessEqual(growth_mib, 64)
 
 
 class RemoteTests(unittest.TestCase):

@@ -38,3 +38,14 @@ TEST_CASE("json: event lines match DESIGN.md") {
   CHECK(reconnected_event(2) == R"({"event":"reconnected","generation":2})");
   CHECK(lagged_event(lagged{"c", 17}) == R"({"event":"lagged","channel":"c","missed":17})");
 }
+
+TEST_CASE("json: a batch is its notification lines each ended by a newline") {
+  auto at = std::chrono::system_clock::time_point{std::chrono::microseconds{1795748400123456}};
+  std::vector<notification> batch{{"c", "p", 123, 1},
+                                  {"Weird \"Name\"", "line\nbreak \xFF \u2713", -1, 7},
+                                  {"c", std::string(7999, 'x'), 2147483647, 18446744073709551615u}};
+  std::string expected;
+  for (const auto& n : batch) expected += notification_event(n, at) + "\n";
+  CHECK(notification_lines(batch, at) == expected);
+  CHECK(notification_lines({}, at).empty());
+}

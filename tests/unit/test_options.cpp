@@ -20,6 +20,8 @@ TEST_CASE("options: config/pgnotify.ini states exactly the built-in defaults") {
   auto file = read_settings(from_file, {"c"});
   auto builtin = read_settings(from_nothing, {"c"});
   CHECK(file.bus.default_bound == builtin.bus.default_bound);
+  CHECK(file.listen_bound == builtin.listen_bound);
+  CHECK(file.bus.max_batch == builtin.bus.max_batch);
   CHECK(file.bus.backoff.initial == builtin.bus.backoff.initial);
   CHECK(file.bus.backoff.max == builtin.bus.backoff.max);
   CHECK(file.bus.backoff.jitter == builtin.bus.backoff.jitter);
@@ -30,8 +32,11 @@ TEST_CASE("options: config/pgnotify.ini states exactly the built-in defaults") {
   CHECK(file.stats_interval == builtin.stats_interval);
   CHECK(file.log_level == builtin.log_level);
   CHECK(file.bus.channels == std::vector<std::string>{"c"});
-  // And the built-in defaults are the documented ones.
+  // And the built-in defaults are the documented ones: listen's bound is the
+  // program's, serve's (bus.default_bound) the library's.
+  CHECK(builtin.listen_bound == 65536);
   CHECK(builtin.bus.default_bound == 256);
+  CHECK(builtin.bus.max_batch == 256);
   CHECK(builtin.bus.backoff.initial == caf::timespan{500ms});
   CHECK(builtin.bus.backoff.max == caf::timespan{30s});
 }
@@ -39,11 +44,13 @@ TEST_CASE("options: config/pgnotify.ini states exactly the built-in defaults") {
 TEST_CASE("options: the command line overrides the file and both forms of value work") {
   app_config cfg;
   auto inv = parse_command_line(cfg, {"--config", shipped_config, "listen", "--bound", "9",
-                                      "--backoff-max=2s", "--channels=x,y", "a"});
+                                      "--backoff-max=2s", "--channels=x,y", "--max-batch=64", "a"});
   CHECK(inv.command == "listen");
   CHECK(inv.arguments == std::vector<std::string>{"a"});
   auto s = read_settings(cfg, inv.arguments);
-  CHECK(s.bus.default_bound == 9);
+  CHECK(s.bus.default_bound == 9);  // a given bound is listen's and serve's
+  CHECK(s.listen_bound == 9);
+  CHECK(s.bus.max_batch == 64);
   CHECK(s.bus.backoff.max == caf::timespan{2s});
   CHECK(s.bus.channels == std::vector<std::string>{"a", "x", "y"});
 }
@@ -62,6 +69,7 @@ TEST_CASE("options: mistakes name what is wrong") {
   CHECK(message({"listen", "--nope=1"}) == "unknown option --nope");
   CHECK(message({"listen", "--bound=-3"}) == "bad value for --bound: '-3' (expected uint64)");
   CHECK(message({"listen", "--bound=0"}) == "bound must be 1 to 4294967295");
+  CHECK(message({"listen", "--max-batch=0"}) == "max-batch must be at least 1");
   CHECK(message({"listen", "--backoff-jitter=2"}) == "backoff-jitter must be 0 to 1");
   CHECK(message({"listen", "--log-level=loud"}) == "bad value for log-level: 'loud'");
   CHECK(message({"listen", "--uri"}) == "option --uri needs a value");

@@ -102,6 +102,29 @@ TEST_CASE_FIXTURE(subscriber_fixture, "subscriber: unpacks batches in order and 
 }
 
 TEST_CASE_FIXTURE(subscriber_fixture,
+                  "subscriber: on_batch gets whole batches instead of on_notification") {
+  auto batches = std::make_shared<std::vector<std::vector<std::string>>>();
+  auto singles = std::make_shared<size_t>(0);
+  subscriber_callbacks cb;
+  cb.on_notification = [singles](const notification&) { ++*singles; };
+  cb.on_batch = [batches](const std::vector<notification>& batch) {
+    auto& payloads = batches->emplace_back();
+    for (const auto& n : batch) payloads.push_back(n.payload);
+  };
+  auto helper = stopped_at_exit(spawn_subscriber(sys, reg, subscriber_options{{"a"}, 5}, cb));
+  sched.run();
+  for (int i = 0; i < 4; ++i) deliver(i * 3, 3);
+  CHECK(*singles == 0);
+  CHECK(*batches == std::vector<std::vector<std::string>>{
+                        {"0", "1", "2"}, {"3", "4", "5"}, {"6", "7", "8"}, {"9", "10", "11"}});
+  // Each batch is acked once on_batch returns: bound 5 < 12 lost nothing.
+  auto& subs = state_of<registry_state, registry_actor::base>(reg).channels["a"];
+  REQUIRE(subs.size() == 1);
+  CHECK(subs[0].in_flight == 0);
+  CHECK(subs[0].missed == 0);
+}
+
+TEST_CASE_FIXTURE(subscriber_fixture,
                   "subscriber: an unknown channel is reported and the helper quits") {
   auto [helper, log] = spawn_helper({"a", "nope"});
   REQUIRE(log->errors.size() == 1);
