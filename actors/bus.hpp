@@ -32,8 +32,8 @@ struct bus_settings {
   health_check_settings health;
   /// The bus quits with errc::gave_up after this many failures in a row; 0 = never.
   uint32_t max_failed_attempts = 0;
-  /// Notifications per batch the listener aims for when they arrive faster than
-  /// it reads (at least one socket read per batch). Keep it at most the bound of
+  /// At most this many notifications per batch: what one socket read brought
+  /// beyond it follows in further batches at once. Keep it at most the bound of
   /// the subscribers that must not lag; raise both for throughput.
   size_t max_batch = 256;
   connection_defaults connection;

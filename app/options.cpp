@@ -60,10 +60,11 @@ app_config::app_config() {
                         "libpq connection URI or key=value string (default: PG* environment)")
       .add<std::vector<std::string>>("channels", "channels to LISTEN on besides the ones given")
       .add<size_t>("bound", "notifications a consumer may lag before missing some (listen 65536)")
-      .add<size_t>("max-batch", "notifications read into one batch (one write) while more wait")
+      .add<size_t>("max-batch", "at most this many notifications per batch (one write)")
       .add<caf::timespan>("backoff-initial", "first reconnect delay")
       .add<caf::timespan>("backoff-max", "longest reconnect delay")
       .add<double>("backoff-jitter", "0 to 1: delays are drawn from [(1 - j) * d, d]")
+      .add<caf::timespan>("min-uptime", "a connection that drops sooner is a failed attempt")
       .add<caf::timespan>("stable-after", "a connection up this long resets the delay")
       .add<caf::timespan>("health-interval", "how often the connection is checked (0: never)")
       .add<caf::timespan>("health-timeout", "how long a health check may take")
@@ -143,6 +144,7 @@ app_settings read_settings(const app_config& cfg, std::vector<std::string> chann
   backoff.jitter = caf::get_or(cfg, key("backoff-jitter"), library_defaults.backoff.jitter);
   backoff.stable_after =
       caf::get_or(cfg, key("stable-after"), library_defaults.backoff.stable_after);
+  backoff.min_uptime = caf::get_or(cfg, key("min-uptime"), library_defaults.backoff.min_uptime);
   if (backoff.initial <= caf::timespan{0}) throw usage_error("backoff-initial must be positive");
   if (backoff.max < backoff.initial)
     throw usage_error("backoff-max must be at least backoff-initial");

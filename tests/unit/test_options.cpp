@@ -26,6 +26,7 @@ TEST_CASE("options: config/pgnotify.ini states exactly the built-in defaults") {
   CHECK(file.bus.backoff.max == builtin.bus.backoff.max);
   CHECK(file.bus.backoff.jitter == builtin.bus.backoff.jitter);
   CHECK(file.bus.backoff.stable_after == builtin.bus.backoff.stable_after);
+  CHECK(file.bus.backoff.min_uptime == builtin.bus.backoff.min_uptime);
   CHECK(file.bus.health.interval == builtin.bus.health.interval);
   CHECK(file.bus.health.timeout == builtin.bus.health.timeout);
   CHECK(file.bus.max_failed_attempts == builtin.bus.max_failed_attempts);
