@@ -336,15 +336,20 @@ void finish_command(listener_pointer self, pg::command_result result) {
 
 void read_input(listener_pointer self) {
   auto& st = self->state;
+  auto before = st.buffer.size();
   auto outcome = st.conn->read(st.buffer, reading_generation(st), st.settings.max_batch);
   if (outcome.lost) return drop_connection(self, "connection lost: " + st.conn->error_message());
+  bool got_something = st.buffer.size() > before || outcome.finished.has_value();
   if (outcome.finished) {
     finish_command(self, std::move(*outcome.finished));
     if (!st.conn) return;
   }
   if (st.now == phase::listening) hand_on(self);
-  // libpq or OpenSSL may hold input that the socket will not report again.
-  if (outcome.more || st.conn->has_pending_input())
+  // While reads bring something, read again after the messages just sent have
+  // been handled, instead of waiting for the socket: during a burst the
+  // listener never sleeps and nobody has to wake it. libpq or OpenSSL may also
+  // hold input that the socket will not report again.
+  if (got_something || outcome.more || st.conn->has_pending_input())
     self->send(self, readable_atom_v, st.attempt);
   else
     st.conn->await(pg::readiness::readable, st.attempt);

@@ -13,6 +13,10 @@
 #   bash bench/run.sh --caf-args '--scheduler.policy=sharing'
 #                                     CAF options for the pgnotify client
 #   bash bench/run.sh --keep DIR      keep every run's output and metrics in DIR
+#   bash bench/run.sh --only w1,w3    run only these workloads (w1 w2 w3 w4 w5 idle)
+#   bash bench/run.sh --before DIR    also run the pgnotify client built in DIR (an
+#                                     earlier version, built there beforehand) in
+#                                     w1-w3, interleaved with the others
 #
 # MAX_BATCH=N (default 256) is the pgnotify client's bus_settings::max_batch.
 # PGNOTIFY_BENCH_BUILD_DIR (default build-bench) is the build directory; an
@@ -26,6 +30,8 @@ smoke=0
 reps=3
 caf_args=""
 keep=""
+only="w1,w2,w3,w4,w5,idle"
+before_dir=""
 while [ $# -gt 0 ]; do
   case $1 in
     --smoke) smoke=1 ;;
@@ -34,6 +40,10 @@ while [ $# -gt 0 ]; do
     --caf-args) caf_args=${2?--caf-args needs a value}; shift ;;
     --caf-args=*) caf_args=${1#--caf-args=} ;;
     --keep) keep=${2:?--keep needs a directory}; shift ;;
+    --only) only=${2:?--only needs workloads}; shift ;;
+    --only=*) only=${1#--only=} ;;
+    --before) before_dir=${2:?--before needs a build directory}; shift ;;
+    --before=*) before_dir=${1#--before=} ;;
     -h | --help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -65,6 +75,13 @@ cmake --build "$build_dir" -j2 --target pgnotify-bench pgnotify-bench-sender \
   >"$build_dir/bench-build.log" 2>&1 || { cat "$build_dir/bench-build.log" >&2; exit 1; }
 client_bin=$build_dir/bench/pgnotify-bench
 sender_bin=$build_dir/bench/pgnotify-bench-sender
+before_bin=""
+if [ -n "$before_dir" ]; then
+  before_bin=$before_dir/bench/pgnotify-bench
+  [ -x "$before_bin" ] || { echo "run.sh: no $before_bin (build it there first)" >&2; exit 2; }
+fi
+# wanted WORKLOAD: whether --only selects it.
+wanted() { [[ ",$only," == *",$1,"* ]]; }
 
 # -- PostgreSQL and a scratch directory ---------------------------------------------
 work=$(mktemp -d /tmp/pgnotify-bench.XXXXXX)
@@ -103,8 +120,9 @@ field() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$1"; }
 run_one() {
   local client=$1 workload=$2 n=$3 k=$4 rep=$5 label=${6:-$2}
   local name="$label.$client.$rep"
-  local program_client=$client subscriber=actor
+  local program_client=$client subscriber=actor binary=$client_bin
   [ "$client" = helper ] && program_client=pgnotify subscriber=helper
+  [ "$client" = before ] && program_client=pgnotify binary=$before_bin
   local out="$work/$name.out" err="$work/$name.err" metrics="$work/$name.metrics"
   local channel="bench_${label}_${client}_$rep"
   local extra_args=()
@@ -112,7 +130,7 @@ run_one() {
   : >"$out"
   WORKLOAD=$workload N=$n K=$k CHANNEL=$channel CHANNELS=${channels_w5} SUBSCRIBER=$subscriber \
     STALLED_BOUND=$stalled_bound IDLE_SECONDS=$idle_seconds TIMEOUT_S=$patience \
-    timeout $((patience * 3)) "$client_bin" --client "$program_client" "${extra_args[@]}" >"$out" 2>"$err" &
+    timeout $((patience * 3)) "$binary" --client "$program_client" "${extra_args[@]}" >"$out" 2>"$err" &
   local pid=$!
   local waited=0
   until [ "$(head -n 1 "$out")" = READY ]; do
@@ -216,6 +234,8 @@ check_and_measure() {
 # slow phase of the machine does not land on one client only.
 run_workload() {
   local workload=$1 n=$2 k=$3 clients=$4
+  wanted "$workload" || return 0
+  [ -n "$before_bin" ] && [[ $workload == w[123] ]] && clients="$clients before"
   for rep in $(seq 1 "$reps"); do
     for client in $clients; do
       echo "run.sh: $workload $client #$rep (N=$n K=$k)" >&2
@@ -229,7 +249,7 @@ run_workload w3 "$n_w3" 1 "pgnotify raw"
 run_workload w4 "$n_w4" 1 "pgnotify raw"
 # w5 against its baseline: the same stream to one subscriber without the other
 # channels' subscribers (w1 at w5's size), run right after it each time.
-for rep in $(seq 1 "$reps"); do
+wanted w5 && for rep in $(seq 1 "$reps"); do
   echo "run.sh: w5 pgnotify #$rep (N=$n_w5 K=$k_w5), then its baseline" >&2
   run_one pgnotify w5 "$n_w5" "$k_w5" "$rep"
   run_one pgnotify w1 "$n_w5" 1 "$rep" w5base
@@ -272,12 +292,15 @@ echo "on_notification callback. The targets are judged on the own-actor rows."
 echo
 echo "| workload | N | subscribers | $label CPU µs/notification | raw CPU µs/notification | ratio | $label range | raw range | $label rate /s | raw rate /s | $label lag ms | raw lag ms | notifications per batch |"
 echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-for spec in "w1 $n_w1 1 pgnotify" "w1 $n_w1 1 helper" "w2 $n_w2 $k_w2 pgnotify" "w2 $n_w2 $k_w2 helper" \
-  "w4 $n_w4 1 pgnotify" "w5 $n_w5 $k_w5 pgnotify"; do
+for spec in "w1 $n_w1 1 pgnotify" "w1 $n_w1 1 helper" "w1 $n_w1 1 before" "w2 $n_w2 $k_w2 pgnotify" \
+  "w2 $n_w2 $k_w2 helper" "w2 $n_w2 $k_w2 before" "w4 $n_w4 1 pgnotify" "w5 $n_w5 $k_w5 pgnotify"; do
   read -r w n k client <<<"$spec"
+  [ "$client" = before ] && [ -z "$before_bin" ] && continue
+  wanted "$w" || continue
   case $w in w2) what="w2 (K=$k)" ;; w4) what="w4 (+1 stalled)" ;; w5) what="w5 ($k subs on $channels_w5 other channels)" ;; *) what=$w ;; esac
   kind="own actor"
   [ "$client" = helper ] && kind=helper
+  [ "$client" = before ] && kind="own actor, before ($before_dir)"
   echo "| $what | $n | $kind | $(cpu $w $client) | $(cpu $w raw) | $(ratio "$(cpu $w $client)" "$(cpu $w raw)") |" \
     "$(spread $w $client cpu_per_notification) | $(spread $w raw cpu_per_notification) |" \
     "$(median $w $client rate) | $(median $w raw rate) | $(median $w $client lag_ms) | $(median $w raw lag_ms) |" \
@@ -288,9 +311,12 @@ echo "### Latency, w3 ($n_w3 single notifications, 1 ms apart; µs from the send
 echo
 echo "| client | p50 µs | p99 µs | max µs | CPU µs/notification |"
 echo "|---|---:|---:|---:|---:|"
-for client in pgnotify raw; do
+w3_clients="pgnotify raw"
+[ -n "$before_bin" ] && w3_clients="pgnotify before raw"
+for client in $w3_clients; do
   name=$client
   [ $client = pgnotify ] && name=$label
+  [ $client = before ] && name="before ($before_dir)"
   echo "| $name | $(median w3 $client p50_us) | $(median w3 $client p99_us) | $(median w3 $client max_us) | $(cpu w3 $client) |"
 done
 echo

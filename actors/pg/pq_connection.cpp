@@ -63,7 +63,7 @@ pq_connection::pq_connection(const std::string& conninfo,
 }
 
 pq_connection::~pq_connection() {
-  // The watcher watches a duplicate descriptor, so libpq may close its own first.
+  // libpq may close its socket first: the kernel drops it from the watcher's set.
   // A lookup still running is abandoned: its thread ends on its own.
   if (conn_ != nullptr) PQfinish(conn_);
   if (watcher_ != nullptr) watcher_->close();
