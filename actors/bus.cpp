@@ -129,6 +129,7 @@ bus_actor::behavior_type bus(bus_pointer self, registry_settings registry_config
   st.connect = std::move(connect);
   st.listener_config = listener_config;
   st.restart_delays = std::make_unique<backoff>(listener_config.backoff);
+  registry_config.supervisor = self->address();
   st.registry = self->spawn<caf::linked>(registry, std::move(registry_config));
   self->set_exit_handler([=](caf::exit_msg& msg) { on_exit_message(self, msg); });
   start_listener(self, std::move(listener_config));
@@ -179,9 +180,9 @@ caf::expected<bus_actor> spawn_bus(caf::actor_system& sys, bus_settings settings
                                     settings.max_batch,
                                     connect_timeout_of(settings.conninfo),
                                     0};
-  return sys.spawn(bus,
-                   registry_settings{channels, settings.default_bound, settings.dynamic_channels},
-                   std::move(listener_config), std::move(connect));
+  return sys.spawn(
+      bus, registry_settings{channels, settings.default_bound, settings.dynamic_channels, {}},
+      std::move(listener_config), std::move(connect));
 }
 
 caf::expected<bus_actor> spawn_bus(caf::actor_system& sys, bus_settings settings) {

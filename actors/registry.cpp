@@ -154,6 +154,25 @@ void route(registry_pointer self, const std::string& channel, std::vector<notifi
   dispatch(self, channel, i->second, std::move(items));
 }
 
+// Internal messages are accepted only from inside: a remote subscriber (the
+// sender of a batch's acks) must not be able to forge them.
+bool from_listener(registry_pointer self) {
+  auto& st = self->state;
+  if (st.listener && self->current_sender() == caf::actor_cast<caf::strong_actor_ptr>(st.listener))
+    return true;
+  st.rejected_messages += 1;
+  logger()->warn("pgnotify: dropped an internal message from {}, which is not the listener",
+                 caf::to_string(self->current_sender()));
+  return false;
+}
+
+void bad_ack(registry_pointer self, const std::string& channel, uint32_t count,
+             uint32_t in_flight) {
+  self->state.bad_acks += 1;
+  logger()->warn("pgnotify: dropped an ack of {} on {:?} from {}, which has {} in flight there",
+                 count, channel, caf::to_string(self->current_sender()), in_flight);
+}
+
 void forget(registry_pointer self, const caf::actor_addr& who) {
   auto& st = self->state;
   std::vector<std::string> emptied;
@@ -184,6 +203,7 @@ registry_actor::behavior_type registry(registry_pointer self, registry_settings 
   auto& st = self->state;
   st.default_bound = settings.default_bound;
   st.dynamic = settings.dynamic;
+  st.supervisor = settings.supervisor;
   for (auto& channel : settings.channels) {
     st.channels[channel];
     st.permanent.insert(channel);
@@ -224,7 +244,17 @@ registry_actor::behavior_type registry(registry_pointer self, registry_settings 
         }
         return caf::ok_atom_v;
       },
-      [=](listener_actor& lis) { self->state.listener = std::move(lis); },
+      [=](listener_actor& lis) {
+        auto& st = self->state;
+        if (!st.supervisor || self->current_sender() == nullptr ||
+            self->current_sender()->address() != st.supervisor) {
+          st.rejected_messages += 1;
+          logger()->warn("pgnotify: dropped a listener handle from {}, which is not the bus",
+                         caf::to_string(self->current_sender()));
+          return;
+        }
+        st.listener = std::move(lis);
+      },
       [=](reconnects_atom, caf::actor who) -> caf::result<uint64_t> {
         if (!who)
           return make_error(errc::invalid_argument, "subscriber is an invalid actor handle");
@@ -243,7 +273,8 @@ registry_actor::behavior_type registry(registry_pointer self, registry_settings 
       },
       [=](stats_atom) {
         const auto& st = self->state;
-        bus_stats result{st.received, st.delivered, st.missed, st.generation, {}};
+        bus_stats result{st.received, st.delivered,         st.missed,  st.generation,
+                         {},          st.rejected_messages, st.bad_acks};
         for (const auto& [channel, subs] : st.channels)
           for (const auto& s : subs)
             result.subscriptions.push_back(subscription_stats{
@@ -251,6 +282,7 @@ registry_actor::behavior_type registry(registry_pointer self, registry_settings 
         return result;
       },
       [=](received_notifications& batch) {
+        if (!from_listener(self)) return;
         auto& items = batch.notifications;
         self->state.received += items.size();
         if (items.empty()) return;
@@ -271,6 +303,7 @@ registry_actor::behavior_type registry(registry_pointer self, registry_settings 
         for (auto& [channel, group] : groups) route(self, channel, std::move(group));
       },
       [=](const reconnected& msg) {
+        if (!from_listener(self)) return;
         self->state.generation = msg.generation;
         for (const auto& who : self->state.reconnect_subscribers) send_to(self, who, msg);
       },
@@ -282,7 +315,9 @@ registry_actor::behavior_type registry(registry_pointer self, registry_settings 
         if (i != self->state.channels.end()) {
           for (auto& sub : i->second) {
             if (sub.subscriber->ctrl() != sender) continue;
-            sub.in_flight -= std::min(count, sub.in_flight);
+            // An ack never frees credit the subscriber did not consume.
+            if (count > sub.in_flight) return bad_ack(self, channel, count, sub.in_flight);
+            sub.in_flight -= count;
             if (sub.in_flight == 0 && sub.unreported > 0) {
               send_to(self, sub.subscriber, lagged{channel, sub.unreported});
               sub.unreported = 0;
@@ -293,7 +328,9 @@ registry_actor::behavior_type registry(registry_pointer self, registry_settings 
         // A late ack for a cancelled subscription (its dynamic channel may be gone).
         auto& unacked = self->state.unacked_after_unsubscribe;
         auto j = unacked.find({caf::actor_cast<caf::actor_addr>(self->current_sender()), channel});
-        if (j != unacked.end() && (j->second -= std::min(count, j->second)) == 0) unacked.erase(j);
+        if (j == unacked.end() || count > j->second)
+          return bad_ack(self, channel, count, j == unacked.end() ? 0 : j->second);
+        if ((j->second -= count) == 0) unacked.erase(j);
       },
   };
 }

@@ -22,6 +22,10 @@ struct registry_settings {
   /// Subscribing to another valid channel LISTENs on it (through the listener);
   /// when its last subscriber leaves or dies, it is UNLISTENed again.
   bool dynamic = false;
+  /// The bus: the only actor whose listener handle the registry accepts. The
+  /// listener so named is the only one whose notifications and generations it
+  /// accepts.
+  caf::actor_addr supervisor;
 };
 
 struct subscription {
@@ -56,6 +60,9 @@ struct registry_state {
   uint64_t received = 0;
   uint64_t delivered = 0;
   uint64_t missed = 0;
+  caf::actor_addr supervisor;
+  uint64_t rejected_messages = 0;
+  uint64_t bad_acks = 0;
 };
 
 using registry_pointer = registry_actor::stateful_pointer<registry_state>;

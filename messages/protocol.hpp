@@ -116,6 +116,12 @@ struct bus_stats {
   uint64_t missed = 0;      ///< deliveries skipped because a subscriber lagged
   uint64_t generation = 0;  ///< reconnects = generation - 1 once connected
   std::vector<subscription_stats> subscriptions;
+  /// Internal messages (notifications, generations, the listener handle) that
+  /// came from someone else than the listener or the bus, and were dropped.
+  uint64_t rejected_messages = 0;
+  /// Acks for more than the sender had in flight on that channel, or for no
+  /// subscription of the sender: dropped, they free no credit.
+  uint64_t bad_acks = 0;
 };
 
 template <class Inspector>
@@ -160,7 +166,7 @@ typename Inspector::result_type inspect(Inspector& f, subscription_stats& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, bus_stats& x) {
   return f(caf::meta::type_name("pgnotify.bus_stats"), x.received, x.delivered, x.missed,
-           x.generation, x.subscriptions);
+           x.generation, x.subscriptions, x.rejected_messages, x.bad_acks);
 }
 
 // -- typed interfaces ---------------------------------------------------------

@@ -20,9 +20,14 @@ using namespace pgnotify::test;
 namespace {
 
 struct registry_fixture : caf_fixture {
-  registry_actor reg = stopped_at_exit(sys.spawn(registry, registry_settings{{"a", "b"}, 256}));
+  // The scoped actor plays the bus and the listener.
+  registry_actor reg = stopped_at_exit(
+      sys.spawn(registry, registry_settings{{"a", "b"}, 256, false, self->address()}));
 
-  registry_fixture() { sched.run(); }
+  registry_fixture() {
+    self->send(reg, caf::actor_cast<listener_actor>(caf::actor{self}));
+    sched.run();
+  }
 
   /// Sends a request from the scoped actor and returns the reply (or the error).
   template <class T, class... Ts>
@@ -248,8 +253,8 @@ struct dynamic_fixture : caf_fixture {
     }
     return result;
   }
-  registry_actor reg =
-      stopped_at_exit(sys.spawn(registry, registry_settings{{"fixed"}, 256, true}));
+  registry_actor reg = stopped_at_exit(
+      sys.spawn(registry, registry_settings{{"fixed"}, 256, true, self->address()}));
   listener_actor lis;
 
   dynamic_fixture() {
@@ -360,4 +365,43 @@ TEST_CASE_FIXTURE(dynamic_fixture,
   CHECK(server_log() == std::vector<std::string>{"LISTEN fixed", "LISTEN news", "UNLISTEN news"});
   CHECK(channels() == std::vector<std::string>{"fixed"});
   CHECK(state_of<registry_state, registry_actor::base>(reg).cancelled_while_pending.empty());
+}
+
+TEST_CASE_FIXTURE(
+    registry_fixture,
+    "registry: internal messages from anyone but the listener and the bus are dropped") {
+  auto honest = spawn_recorder(), forger = spawn_recorder();
+  subscribe("a", honest);
+  self->send(reg, reconnects_atom_v, honest);
+  sched.run();
+  next_message();
+  // The forger sends what only the listener may send, and a listener handle.
+  caf::anon_send(reg, reconnected{99});
+  caf::send_as(forger, reg, received_notifications{{{"a", "made up", 1, 99}}});
+  caf::send_as(forger, reg, caf::actor_cast<listener_actor>(forger));
+  sched.run();
+  CHECK(messages_of(honest).empty());
+  auto st = stats();
+  CHECK(st.rejected_messages == 3);
+  CHECK(st.generation == 0);
+  // The real listener still gets through.
+  deliver("a", 1, 1);
+  CHECK(messages_of(honest).size() == 1);
+}
+
+TEST_CASE_FIXTURE(registry_fixture, "registry: a bad ack frees no credit and is counted") {
+  auto sub = spawn_recorder(), stranger = spawn_recorder();
+  subscribe("a", sub, 10);
+  deliver("a", 1, 10);    // sub is at its bound
+  ack(sub, "a", 11);      // more than in flight
+  ack(sub, "b", 10);      // a channel it is not subscribed to
+  ack(stranger, "a", 5);  // no subscription at all
+  deliver("a", 11, 5);
+  auto st = stats();
+  CHECK(st.bad_acks == 3);
+  REQUIRE(st.subscriptions.size() == 1);
+  CHECK(st.subscriptions[0].in_flight == 10);
+  CHECK(st.subscriptions[0].missed == 5);  // the bound held
+  ack(sub, "a", 10);                       // the honest ack settles it, and lagged follows
+  CHECK(messages_of(sub).back().match_elements<lagged>());
 }

@@ -23,9 +23,14 @@ struct seen {
 };
 
 struct subscriber_fixture : caf_fixture {
-  registry_actor reg = stopped_at_exit(sys.spawn(registry, registry_settings{{"a"}, 256}));
+  // The scoped actor plays the bus and the listener.
+  registry_actor reg =
+      stopped_at_exit(sys.spawn(registry, registry_settings{{"a"}, 256, false, self->address()}));
 
-  subscriber_fixture() { sched.run(); }
+  subscriber_fixture() {
+    self->send(reg, caf::actor_cast<listener_actor>(caf::actor{self}));
+    sched.run();
+  }
 
   std::pair<caf::actor, std::shared_ptr<seen>> spawn_helper(std::vector<std::string> channels,
                                                             std::optional<uint32_t> bound = {}) {
