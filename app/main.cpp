@@ -304,7 +304,9 @@ int main(int argc, char** argv) {
     cfg.load<caf::io::middleman>();  // for serve and --remote
     // CAF's default work-stealing workers poll for work (1 % of a core when
     // idle, bench/RESULTS.md) and wake late after a pause; a shared queue
-    // sleeps until there is work, which suits a mostly idle listener.
+    // sleeps until there is work, which suits a mostly idle listener. (One
+    // worker would cost less per notification, bench/RESULTS.md, but `listen`
+    // writes stdout from a subscriber: a stalled reader would stall it all.)
     cfg.set("scheduler.policy", caf::atom("sharing"));
     if (inv.command == "listen") return listen(cfg, settings);
     if (inv.command == "serve") return serve(cfg, settings);
