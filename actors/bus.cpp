@@ -149,6 +149,7 @@ bus_actor::behavior_type bus(bus_pointer self, registry_settings registry_config
       },
       [=](channels_atom) { return self->delegate(reg, channels_atom_v); },
       [=](stats_atom) { return self->delegate(reg, stats_atom_v); },
+      [=](protocol_atom) { return protocol_version; },
       [=](restart_atom) { restart_listener(self); },
       // Asked and answered by the bus rather than delegated, so that the
       // listener stays unknown to remote nodes.

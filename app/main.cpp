@@ -20,20 +20,25 @@
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
+#include <caf/openssl/publish.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 #include <pqxx/pqxx>
 
 #include <pgnotify/actors/bus.hpp>
-#include <pgnotify/actors/pg/conninfo.hpp>
 #include <pgnotify/actors/log.hpp>
+#include <pgnotify/actors/pg/conninfo.hpp>
 #include <pgnotify/actors/subscriber.hpp>
 #include <pgnotify/messages/channel_name.hpp>
 #include <pgnotify/messages/errors.hpp>
 #include <pgnotify/messages/type_ids.hpp>
 
+#include "handshake_guard.hpp"
 #include "json.hpp"
 #include "options.hpp"
+#include "remote.hpp"
+#include "tls.hpp"
 
 using namespace pgnotify;
 using namespace pgnotify::app;
@@ -95,13 +100,11 @@ struct bus_handle {
 
 bus_handle open_bus(caf::actor_system& sys, const app_settings& settings) {
   if (!settings.remote_host.empty()) {
-    auto remote =
-        sys.middleman().remote_actor<bus_actor>(settings.remote_host, settings.remote_port);
-    if (!remote)
-      throw usage_error(fmt::format("cannot reach --remote={}:{}: {}", settings.remote_host,
-                                    settings.remote_port, sys.render(remote.error())));
-    logger()->info("using the bus at {}:{}", settings.remote_host, settings.remote_port);
-    return {*remote, false};
+    auto remote = connect_remote(sys, settings.remote_host, settings.remote_port,
+                                 settings.tls.enabled(), settings.remote_timeout);
+    logger()->info("using the bus at {}:{}{}", settings.remote_host, settings.remote_port,
+                   settings.tls.enabled() ? " (mutual TLS)" : "");
+    return {remote, false};
   }
   auto bus = spawn_bus(sys, settings.bus);
   if (!bus) throw usage_error(render(bus.error()));
@@ -163,8 +166,14 @@ int listen(app_config& cfg, const app_settings& settings) {
     callbacks.on_subscribed = [](uint64_t g) {
       if (g > 0) print_line(reconnected_event(g));
     };
-    callbacks.on_error = [&exit_status](const caf::error& err) {
-      logger()->error("subscription refused: {}", render(err));
+    bool remote = !settings.remote_host.empty();
+    callbacks.on_error = [&exit_status, remote](const caf::error& err) {
+      bool unknown = err.category() == error_category &&
+                     err.code() == static_cast<uint8_t>(errc::unknown_channel);
+      logger()->error("subscription refused: {}{}", render(err),
+                      remote && unknown ? " (the server serves only its own channels; "
+                                          "`serve --dynamic-channels` admits others)"
+                                        : "");
       report_failure(exit_status);
       wake_main();
     };
@@ -251,26 +260,48 @@ int status(app_config& cfg, app_settings settings) {
 }
 
 int serve(app_config& cfg, app_settings settings) {
-  settings.bus.dynamic_channels = true;
+  check_serve_settings(settings);
+  settings.bus.dynamic_channels = settings.dynamic_channels;
   auto signals = stop_signals();
   std::atomic<int> exit_status{exit_ok};
   {
     caf::actor_system sys{cfg};
     auto bus = open_bus(sys, settings);
-    auto port =
-        sys.middleman().publish(bus.bus, settings.port, settings.bind_address.c_str(), true);
+    // An empty address means every address (CAF's INADDR_ANY).
+    auto* address = settings.bind_address.empty() ? nullptr : settings.bind_address.c_str();
+    auto port = settings.tls.enabled()
+                    ? caf::openssl::publish(bus.bus, settings.port, address, true)
+                    : sys.middleman().publish(bus.bus, settings.port, address, true);
     if (!port) {
       logger()->error("cannot publish on {}:{}: {}", settings.bind_address, settings.port,
                       sys.render(port.error()));
       bus.stop();
       return exit_failure;
     }
+    // A TLS handshake that does not finish makes CAF spin: cut it after a while.
+    caf::actor guard;
+    if (settings.tls.enabled())
+      guard = spawn_handshake_guard(sys, *port, settings.tls.handshake_timeout);
     print_line(fmt::format(R"({{"event":"serving","port":{}}})", *port));
     auto dog = sys.spawn(watchdog, bus.bus, settings.stats_interval, &exit_status);
     int signal_number = 0;
     sigwait(&signals, &signal_number);
     logger()->info("stopping");
-    caf::anon_send_exit(dog, caf::exit_reason::user_shutdown);
+    for (const auto& a : {dog, guard})
+      if (a) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    if (settings.tls.enabled()) {
+      // CAF's actor system waits for every connection to drain, and one in an
+      // unfinished TLS handshake never does: no new connections, then cut all.
+      // (caf/openssl/unpublish.hpp does not compile in 0.17.6: asked directly.)
+      caf::scoped_actor self{sys};
+      self->request(sys.openssl_manager().actor_handle(), std::chrono::seconds(1),
+                    caf::unpublish_atom_v, bus.bus.address(), *port)
+          .receive([] {},
+                   [&](caf::error& err) {
+                     logger()->warn("cannot unpublish port {}: {}", *port, sys.render(err));
+                   });
+      shut_down_connections(*port, true);
+    }
     bus.stop();
   }
   return exit_status;
@@ -302,6 +333,21 @@ int main(int argc, char** argv) {
     set_logger(log);
     add_message_types(cfg);
     cfg.load<caf::io::middleman>();  // for serve and --remote
+    bool networked =
+        inv.command == "serve" ||
+        (!settings.remote_host.empty() && (inv.command == "listen" || inv.command == "status"));
+    if (networked && settings.tls.enabled()) {
+      // CAF would read these files at the first connection, and abort there.
+      check_tls_files(settings.tls);
+      if (!openssl_error_queue_is_emptied())
+        logger()->warn(
+            "OpenSSL's error queue is not emptied before CAF's TLS calls (unexpected linking): a "
+            "peer that leaves or is refused may cut another connection");
+      cfg.load<caf::openssl::manager>();
+      cfg.openssl_certificate = settings.tls.cert;
+      cfg.openssl_key = settings.tls.key;
+      cfg.openssl_cafile = settings.tls.ca;
+    }
     // CAF's default work-stealing workers poll for work (1 % of a core when
     // idle, bench/RESULTS.md) and wake late after a pause; a shared queue
     // sleeps until there is work, which suits a mostly idle listener. (One

@@ -1,6 +1,11 @@
 #include "options.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <strings.h>
+
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <caf/config_value.hpp>
 #include <caf/settings.hpp>
@@ -72,8 +77,15 @@ app_config::app_config() {
       .add<caf::timespan>("stats-interval", "print stats as JSON on stderr this often (0: never)")
       .add<std::string>("log-level", "trace, debug, info, warn, error, critical or off")
       .add<std::string>("remote", "HOST:PORT of a `pgnotify serve` to use instead of a connection")
+      .add<caf::timespan>("remote-timeout", "how long connecting to --remote may take")
       .add<uint16_t>("port", "serve: the port to publish the bus on (0: any free port)")
-      .add<std::string>("bind", "serve: the address to publish on (default 127.0.0.1)");
+      .add<std::string>("bind", "serve: the address to publish on (default 127.0.0.1)")
+      .add<bool>("dynamic-channels", "serve: remote subscribers may LISTEN on any channel")
+      .add<std::string>("tls-cert", "serve, --remote: this side's certificate chain (PEM)")
+      .add<std::string>("tls-key", "serve, --remote: the certificate's private key (PEM)")
+      .add<std::string>("tls-ca", "serve, --remote: the CA certificates a peer's must chain to")
+      .add<caf::timespan>("tls-handshake-timeout",
+                          "serve: a TLS peer that has not finished its handshake by then is cut");
 }
 
 invocation parse_command_line(app_config& cfg, const std::vector<std::string>& args) {
@@ -100,6 +112,8 @@ invocation parse_command_line(app_config& cfg, const std::vector<std::string>& a
       std::string value;
       if (eq != std::string::npos)
         value = arg.substr(eq + 1);
+      else if (opt != nullptr && opt->type_name() == "boolean")
+        value = "true";  // a flag: `--dynamic-channels` takes no separate value
       else if (i + 1 < args.size())
         value = args[++i];
       else
@@ -166,13 +180,56 @@ app_settings read_settings(const app_config& cfg, std::vector<std::string> chann
     result.remote_host = remote.substr(0, colon);
     result.remote_port = static_cast<uint16_t>(port);
   }
+  result.remote_timeout = caf::get_or(cfg, key("remote-timeout"), app_settings{}.remote_timeout);
+  if (result.remote_timeout <= caf::timespan{0})
+    throw usage_error("remote-timeout must be positive");
   result.port = caf::get_or(cfg, key("port"), uint16_t{0});
   result.bind_address = caf::get_or(cfg, key("bind"), std::string{"127.0.0.1"});
+  result.dynamic_channels = caf::get_or(cfg, key("dynamic-channels"), false);
+  auto& tls = result.tls;
+  tls.handshake_timeout =
+      caf::get_or(cfg, key("tls-handshake-timeout"), tls_settings{}.handshake_timeout);
+  if (tls.handshake_timeout <= caf::timespan{0})
+    throw usage_error("tls-handshake-timeout must be positive");
+  tls.cert = caf::get_or(cfg, key("tls-cert"), std::string{});
+  tls.key = caf::get_or(cfg, key("tls-key"), std::string{});
+  tls.ca = caf::get_or(cfg, key("tls-ca"), std::string{});
+  if (tls.enabled()) {
+    std::vector<std::string> missing;
+    if (tls.cert.empty()) missing.emplace_back("--tls-cert");
+    if (tls.key.empty()) missing.emplace_back("--tls-key");
+    if (tls.ca.empty()) missing.emplace_back("--tls-ca");
+    if (!missing.empty())
+      throw usage_error(
+          fmt::format("mutual TLS needs all of --tls-cert, --tls-key and --tls-ca (missing: {})",
+                      fmt::join(missing, ", ")));
+  }
   auto level = caf::get_or(cfg, key("log-level"), std::string{"info"});
   result.log_level = spdlog::level::from_str(level);
   if (result.log_level == spdlog::level::off && level != "off")
     throw usage_error(fmt::format("bad value for log-level: '{}'", level));
   return result;
+}
+
+bool is_loopback(const std::string& address) {
+  if (strcasecmp(address.c_str(), "localhost") == 0) return true;
+  in_addr v4;
+  if (inet_pton(AF_INET, address.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6;
+  if (inet_pton(AF_INET6, address.c_str(), &v6) != 1) return false;
+  if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+  return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+}
+
+void check_serve_settings(const app_settings& settings) {
+  if (!settings.tls.enabled() && !is_loopback(settings.bind_address))
+    throw usage_error(fmt::format(
+        "--bind='{}' is not a loopback address: serving other machines needs mutual TLS "
+        "(--tls-cert, --tls-key and --tls-ca); without them serve binds to 127.0.0.0/8, ::1 or "
+        "localhost only",
+        settings.bind_address));
+  if (settings.bus.channels.empty() && !settings.dynamic_channels)
+    throw usage_error("serve needs at least one CHANNEL, or --dynamic-channels");
 }
 
 std::string help_text(const app_config& cfg, const std::string& command) {
@@ -211,12 +268,19 @@ std::string help_text(const app_config& cfg, const std::string& command) {
     text =
         "usage: pgnotify serve [options] [CHANNEL...]\n\n"
         "Runs a bus and publishes it with CAF's middleman, so that actors in other\n"
-        "processes subscribe to it (`pgnotify listen --remote=HOST:PORT`). Channels are\n"
-        "dynamic: a remote subscriber may ask for any valid channel. Prints\n"
+        "processes subscribe to it (`pgnotify listen --remote=HOST:PORT`). It serves\n"
+        "exactly its channels (a remote subscriber may ask for any other only with\n"
+        "--dynamic-channels). It binds to 127.0.0.1 unless --bind says otherwise; any\n"
+        "address but loopback needs mutual TLS (--tls-cert, --tls-key, --tls-ca; the\n"
+        "clients give theirs to `listen --remote` and `status --remote`). Prints\n"
         "{\"event\":\"serving\",\"port\":P} once it is published; stops on SIGINT/SIGTERM.\n\n"
-        "example:\n"
+        "examples:\n"
         "  pgnotify serve --uri=postgresql://app@db/app --port=4242 orders\n"
-        "  pgnotify listen --remote=127.0.0.1:4242 orders\n";
+        "  pgnotify listen --remote=127.0.0.1:4242 orders\n\n"
+        "  pgnotify serve --uri=postgresql://app@db/app --bind=0.0.0.0 --port=4242 \\\n"
+        "      --tls-cert=server.pem --tls-key=server.key --tls-ca=ca.pem orders\n"
+        "  pgnotify listen --remote=db-host:4242 --tls-cert=client.pem --tls-key=client.key \\\n"
+        "      --tls-ca=ca.pem orders\n";
   } else {
     text =
         "usage: pgnotify COMMAND [options] [ARGUMENTS]\n\n"

@@ -44,6 +44,19 @@ struct invocation {
 /// cfg.content. Throws usage_error naming the offending option or key.
 invocation parse_command_line(app_config& cfg, const std::vector<std::string>& args);
 
+/// Mutual TLS through CAF's OpenSSL module (`serve`, `--remote`): this side's
+/// certificate chain and key, and the CA file a peer's certificate must chain
+/// to. All three or none.
+struct tls_settings {
+  std::string cert;
+  std::string key;
+  std::string ca;
+  /// `serve`: a connection whose TLS handshake has not finished by then is
+  /// shut down (app/handshake_guard.hpp): CAF spins on it meanwhile.
+  caf::timespan handshake_timeout = std::chrono::milliseconds(500);
+  bool enabled() const { return !cert.empty() || !key.empty() || !ca.empty(); }
+};
+
 /// Everything the commands need, validated. Throws usage_error.
 struct app_settings {
   /// bus.default_bound is `bound`, else the library's default (for `serve`).
@@ -53,14 +66,28 @@ struct app_settings {
   /// `--remote=HOST:PORT`: use the bus a `pgnotify serve` publishes there.
   std::string remote_host;
   uint16_t remote_port = 0;
+  /// How long connecting to --remote (TCP and both handshakes) may take.
+  caf::timespan remote_timeout = std::chrono::seconds(10);
   /// `serve`: where to publish the bus (port 0: any free port, printed).
   std::string bind_address = "127.0.0.1";
   uint16_t port = 0;
+  /// `serve`: remote subscribers may subscribe to channels it was not given.
+  bool dynamic_channels = false;
+  tls_settings tls;
   spdlog::level::level_enum log_level = spdlog::level::info;
   caf::timespan stats_interval{0};
 };
 
 app_settings read_settings(const app_config& cfg, std::vector<std::string> channels);
+
+/// True for an address that only this machine can reach: 127.0.0.0/8, ::1
+/// (also as ::ffff:127.x.y.z) and `localhost`. Not 0.0.0.0, ::, the empty
+/// address (all of them) or any other name.
+bool is_loopback(const std::string& address);
+
+/// `serve`'s rules: a non-loopback --bind needs TLS; without --dynamic-channels
+/// there must be channels to serve. Throws usage_error.
+void check_serve_settings(const app_settings& settings);
 
 /// Usage of one command (or of all, for an empty or unknown command).
 std::string help_text(const app_config& cfg, const std::string& command);

@@ -33,8 +33,16 @@ CAF_ADD_ATOM(pgnotify, pgnotify, health_atom, "health")
 CAF_ADD_ATOM(pgnotify, pgnotify, listen_atom, "listen")
 CAF_ADD_ATOM(pgnotify, pgnotify, unlisten_atom, "unlisten")
 CAF_ADD_ATOM(pgnotify, pgnotify, listening_atom, "listening")
+// The protocol version in bus_actor's interface: "pgnotify" + protocol_version.
+CAF_ADD_ATOM(pgnotify, pgnotify, protocol_atom, "pgnotify2")
 
 namespace pgnotify {
+
+/// The version of this protocol. bus_actor carries it as protocol_atom, so a
+/// node's remote_actor<bus_actor> refuses a bus of another version
+/// (unexpected_actor_messaging_interface; the error's context holds both
+/// interfaces). Version 1 had no marker, and its nodes accept a newer bus.
+constexpr uint32_t protocol_version = 2;
 
 /// One NOTIFY as PostgreSQL delivered it.
 struct notification {
@@ -227,6 +235,8 @@ using registry_actor = subscription_actor::extend<
 /// The bus: the user's entry point. It supervises the listener: one that
 /// crashed is restarted after a backoff (restart_atom, self-sent).
 using bus_actor = subscription_actor::extend<
+  // The protocol version: replies protocol_version.
+  caf::replies_to<protocol_atom>::with<uint32_t>,
   caf::reacts_to<restart_atom>,
   caf::replies_to<status_atom>::with<bus_status>,
   // What the server says the bus's connection LISTENs on (error: not_connected).

@@ -337,8 +337,10 @@ class RemoteTests(unittest.TestCase):
     def test_remote_subscriber_gets_everything_keeps_its_bound_and_is_forgotten(self):
         app_name = f"pgnotify-serve-e2e-{os.getpid()}"
         serve = Listener.__new__(Listener)  # same line reading, other command
+        # --dynamic-channels: the remote subscriber's channel is LISTENed on demand.
         serve.proc = subprocess.Popen([BIN, "serve", f"--uri={server_uri()}&application_name={app_name}",
-                                       "--port=0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                       "--port=0", "--dynamic-channels"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         serve.buffer = b""
         with serve:
             port = serve.line()["port"]
@@ -454,7 +456,7 @@ class UsageTests(unittest.TestCase):
         self.assertEqual(result.stdout.decode().splitlines(), ["A b", "b"])
 
     def test_help_for_each_command(self):
-        for command in ["listen", "notify", "channels", "status"]:
+        for command in ["listen", "notify", "channels", "status", "serve"]:
             result = run(command, "--help")
             self.assertEqual(result.returncode, 0)
             self.assertIn(f"usage: pgnotify {command}".encode(), result.stdout)

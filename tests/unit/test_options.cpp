@@ -33,6 +33,12 @@ TEST_CASE("options: config/pgnotify.ini states exactly the built-in defaults") {
   CHECK(file.stats_interval == builtin.stats_interval);
   CHECK(file.log_level == builtin.log_level);
   CHECK(file.bus.channels == std::vector<std::string>{"c"});
+  CHECK(file.remote_timeout == builtin.remote_timeout);
+  CHECK(file.port == builtin.port);
+  CHECK(file.bind_address == builtin.bind_address);
+  CHECK(file.dynamic_channels == builtin.dynamic_channels);
+  CHECK(file.tls.handshake_timeout == builtin.tls.handshake_timeout);
+  CHECK(!file.tls.enabled());
   // And the built-in defaults are the documented ones: listen's bound is the
   // program's, serve's (bus.default_bound) the library's.
   CHECK(builtin.listen_bound == 65536);
@@ -76,4 +82,65 @@ TEST_CASE("options: mistakes name what is wrong") {
   CHECK(message({"listen", "--uri"}) == "option --uri needs a value");
   CHECK(message({"listen", "-x"}) == "unknown option -x");
   CHECK(message({"listen", "--config=/nonexistent.ini"}).find("cannot read config file") == 0);
+}
+
+TEST_CASE("options: a flag takes no separate value and serve's options are read") {
+  app_config cfg;
+  auto inv = parse_command_line(
+      cfg, {"serve", "--dynamic-channels", "a", "--bind=0.0.0.0", "--tls-cert=c.pem", "--tls-key",
+            "k.pem", "--tls-ca=ca.pem", "--tls-handshake-timeout=2s"});
+  CHECK(inv.arguments == std::vector<std::string>{"a"});  // not the flag's value
+  auto s = read_settings(cfg, inv.arguments);
+  CHECK(s.dynamic_channels);
+  CHECK(s.bind_address == "0.0.0.0");
+  CHECK(s.tls.enabled());
+  CHECK(s.tls.cert == "c.pem");
+  CHECK(s.tls.key == "k.pem");
+  CHECK(s.tls.ca == "ca.pem");
+  CHECK(s.tls.handshake_timeout == caf::timespan{2s});
+  CHECK_NOTHROW(check_serve_settings(s));
+  app_config off;
+  parse_command_line(off, {"serve", "--dynamic-channels=false", "a"});
+  CHECK(!read_settings(off, {"a"}).dynamic_channels);
+}
+
+TEST_CASE("options: loopback is 127.0.0.0/8 and ::1 and localhost") {
+  for (auto address : {"127.0.0.1", "127.0.0.2", "127.255.255.254", "::1", "localhost", "LocalHost",
+                       "::ffff:127.0.0.1", "0:0:0:0:0:0:0:1"})
+    CHECK_MESSAGE(is_loopback(address), address);
+  for (auto address :
+       {"0.0.0.0", "::", "", "10.0.0.1", "128.0.0.1", "126.255.255.255", "192.168.1.1", "::2",
+        "fe80::1", "::ffff:10.0.0.1", "localhost.", "example.org", "127.1", " 127.0.0.1"})
+    CHECK_MESSAGE(!is_loopback(address), address);
+}
+
+TEST_CASE("options: serve refuses a non-loopback bind without TLS and names the TLS options") {
+  auto message = [](std::vector<std::string> args) -> std::string {
+    try {
+      app_config cfg;
+      auto inv = parse_command_line(cfg, args);
+      check_serve_settings(read_settings(cfg, inv.arguments));
+    } catch (const usage_error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  for (auto bind : {"--bind=0.0.0.0", "--bind=::", "--bind=", "--bind=10.1.2.3"}) {
+    auto text = message({"serve", bind, "c"});
+    CHECK_MESSAGE(text.find("is not a loopback address") != std::string::npos, text);
+    CHECK_MESSAGE(text.find("--tls-cert, --tls-key and --tls-ca") != std::string::npos, text);
+  }
+  CHECK(message({"serve", "--bind=127.0.0.2", "c"}) == "no error");
+  CHECK(message({"serve", "--bind=localhost", "c"}) == "no error");
+  CHECK(message({"serve", "c"}) == "no error");
+  CHECK(message({"serve"}) == "serve needs at least one CHANNEL, or --dynamic-channels");
+  CHECK(message({"serve", "--dynamic-channels"}) == "no error");
+  CHECK(message({"serve", "--tls-cert=c.pem", "--tls-ca=ca.pem", "c"}) ==
+        "mutual TLS needs all of --tls-cert, --tls-key and --tls-ca (missing: --tls-key)");
+  CHECK(message({"listen", "--tls-key=k.pem", "c"}) ==
+        "mutual TLS needs all of --tls-cert, --tls-key and --tls-ca (missing: --tls-cert, "
+        "--tls-ca)");
+  CHECK(message({"serve", "--tls-handshake-timeout=0s", "c"}) ==
+        "tls-handshake-timeout must be positive");
+  CHECK(message({"listen", "--remote-timeout=0s", "c"}) == "remote-timeout must be positive");
 }
