@@ -167,9 +167,13 @@ std::string status_json(const bus_status& status, const std::vector<std::string>
   out += R"(],"last_error":)";
   append_json_string(out, status.last_error);
   out += fmt::format(
-      R"(,"failed_attempts":{},"subscriptions":{},"received":{},"delivered":{},"missed":{}}})",
+      R"(,"failed_attempts":{},"subscriptions":{},"received":{},"delivered":{},"missed":{},)"
+      R"("rejected_messages":{},"bad_acks":{},"in_flight":[)",
       status.failed_attempts, stats.subscriptions.size(), stats.received, stats.delivered,
-      stats.missed);
+      stats.missed, stats.rejected_messages, stats.bad_acks);
+  for (size_t i = 0; i < stats.subscriptions.size(); ++i)
+    out += fmt::format("{}{}", i > 0 ? "," : "", stats.subscriptions[i].in_flight);
+  out += "]}";
   return out;
 }
 

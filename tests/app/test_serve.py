@@ -18,6 +18,7 @@ Run: PGNOTIFY_BIN=build/app/pgnotify python3 -m unittest -v tests/app/test_serve
 """
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -74,6 +75,20 @@ class Program(Listener):
         self.proc = subprocess.Popen([BIN, command, *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
         self.buffer = b""
+
+    def raw_line(self, timeout=PATIENCE):
+        """The next line as bytes (for programs that do not print JSON)."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            ready, _, _ = select.select([self.proc.stdout], [], [], max(deadline - time.monotonic(), 0))
+            if not ready:
+                raise AssertionError("no line in time")
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                raise AssertionError("closed stdout: " + self.proc.stderr.read().decode(errors="replace"))
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line
 
 
 def serve(*args):
@@ -238,6 +253,50 @@ class KeyMaterialTests(unittest.TestCase):
                 for case, (options, expected) in cases.items():
                     with self.subTest(command=command, case=case):
                         self.assert_refused_at_start(command, options, *expected)
+
+
+FORGER = os.environ.get("PGNOTIFY_FORGER", "build/tests/pgnotify_test_forger")
+
+
+class ForgeryTests(unittest.TestCase):
+    def test_a_forging_remote_subscriber_changes_nothing_for_others_and_keeps_its_bound(self):
+        bound = 10
+        server, port = serve("forged")
+        with server:
+            remote = f"--remote=127.0.0.1:{port}"
+            with Listener(remote, "forged") as honest:
+                self.assertEqual(honest.line(), {"event": "reconnected", "generation": 1})
+                forger = Program.__new__(Program)
+                forger.proc = subprocess.Popen([FORGER, "127.0.0.1", str(port), "forged",
+                                                str(bound)], stdout=subprocess.PIPE,
+                                               stderr=subprocess.PIPE)
+                forger.buffer = b""
+                with forger:
+                    self.assertEqual(forger.raw_line(), b"subscribed")
+                    psql("SELECT pg_notify('forged', 'first')")
+                    self.assertEqual(honest.line()["payload"], "first")
+                    self.assertEqual(forger.raw_line(), b"forged")
+                    # More than the forger's bound; it never acks honestly.
+                    psql("SELECT pg_notify('forged', g::text) FROM generate_series(1, 100) g")
+                    got = [honest.line() for _ in range(100)]
+                    self.assertEqual([e["payload"] for e in got], [str(g) for g in range(1, 101)])
+                    self.assertTrue(all(e["generation"] == 1 for e in got))
+                    status = wait_until(lambda: json.loads(run("status", remote).stdout),
+                                        lambda st: st["bad_acks"] >= 2)
+                    self.assertEqual(status["rejected_messages"], 3)
+                    self.assertEqual(status["bad_acks"], 2)
+                    self.assertEqual(status["generation"], 1)
+                    # The forger's bound held: at most `bound` in flight, and it got no more.
+                    self.assertLessEqual(max(status["in_flight"]), bound)
+                    received = 0
+                    forger.proc.send_signal(signal.SIGKILL)
+                    out, _ = forger.proc.communicate(timeout=PATIENCE)
+                    for line in (forger.buffer + out).splitlines():
+                        if line.startswith(b"received "):
+                            received = int(line.split()[1])
+                    self.assertLessEqual(received, bound)
+                self.assertEqual(honest.stop()[0], 0)
+            self.assertEqual(server.stop()[0], 0)
 
 
 class ChannelTests(unittest.TestCase):
