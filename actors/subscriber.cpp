@@ -1,10 +1,18 @@
 #include "subscriber.hpp"
 
 #include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
 
 namespace pgnotify {
 
 namespace {
+
+struct subscriber_state {
+  static inline const char* name = "pgnotify.subscriber";
+  subscriber_callbacks callbacks;
+  uint64_t snapshot = 0;
+  size_t pending_replies = 0;
+};
 
 using subscriber_pointer = caf::stateful_actor<subscriber_state>*;
 
@@ -18,8 +26,6 @@ void refuse(subscriber_pointer self, caf::error& err) {
   if (self->state.callbacks.on_error) self->state.callbacks.on_error(err);
   self->quit(std::move(err));
 }
-
-}  // namespace
 
 caf::behavior subscriber(caf::stateful_actor<subscriber_state>* self, subscription_actor bus,
                          subscriber_options options, subscriber_callbacks callbacks) {
@@ -71,6 +77,8 @@ caf::behavior subscriber(caf::stateful_actor<subscriber_state>* self, subscripti
       },
   };
 }
+
+}  // namespace
 
 caf::actor spawn_subscriber(caf::actor_system& sys, subscription_actor bus,
                             subscriber_options options, subscriber_callbacks callbacks) {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include <caf/actor_system.hpp>
-#include <caf/stateful_actor.hpp>
+#include <caf/actor.hpp>
 
 #include "../messages/protocol.hpp"
 
@@ -44,16 +44,6 @@ struct subscriber_options {
   std::vector<std::string> channels;
   std::optional<uint32_t> bound;  ///< unset: the bus's default bound
 };
-
-struct subscriber_state {
-  static inline const char* name = "pgnotify.subscriber";
-  subscriber_callbacks callbacks;
-  uint64_t snapshot = 0;
-  size_t pending_replies = 0;
-};
-
-caf::behavior subscriber(caf::stateful_actor<subscriber_state>* self, subscription_actor bus,
-                         subscriber_options options, subscriber_callbacks callbacks);
 
 /// Spawns the helper; `bus` may be a bus_actor or a registry_actor, local or remote.
 caf::actor spawn_subscriber(caf::actor_system& sys, subscription_actor bus,
