@@ -148,8 +148,25 @@ caf::result<caf::ok_atom> subscribe(registry_pointer self, const std::string& ch
   return promise;
 }
 
+// Local callers (the application, a supervisor) may unsubscribe any actor; a
+// remote node only its own actors.
+caf::error check_unsubscriber(registry_pointer self, const caf::actor& who) {
+  const auto& sender = self->current_sender();
+  if (sender != nullptr &&
+      (sender->node() == self->node() || (who && who.node() == sender->node())))
+    return caf::none;
+  self->state.refused_unsubscribes += 1;
+  logger()->warn("pgnotify: refused an unsubscribe of {} from {}", caf::to_string(who.address()),
+                 caf::to_string(sender));
+  return make_error(errc::invalid_argument, sender == nullptr
+                                                ? "an unsubscribe needs a sender"
+                                                : "a remote node may unsubscribe only its own "
+                                                  "actors");
+}
+
 caf::result<caf::ok_atom> unsubscribe(registry_pointer self, const std::string& channel,
                                       const caf::actor& who) {
+  if (auto err = check_unsubscriber(self, who)) return err;
   if (auto err = validate_channel_name(channel)) return err;
   auto& st = self->state;
   if (auto p = st.pending_listens.find(channel); p != st.pending_listens.end()) {
@@ -342,6 +359,7 @@ registry_actor::behavior_type registry(registry_pointer self, registry_settings 
         result.generation = st.generation;
         result.rejected_messages = st.rejected_messages;
         result.bad_acks = st.bad_acks;
+        result.refused_unsubscribes = st.refused_unsubscribes;
         result.tables = tables(st);
         for (const auto& [channel, subs] : st.channels)
           for (const auto& s : subs)

@@ -100,6 +100,7 @@ struct registry_state {
   caf::actor_addr supervisor;
   uint64_t rejected_messages = 0;
   uint64_t bad_acks = 0;
+  uint64_t refused_unsubscribes = 0;
 };
 
 using registry_pointer = registry_actor::stateful_pointer<registry_state>;

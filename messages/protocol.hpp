@@ -144,6 +144,9 @@ struct bus_stats {
   /// Acks for more than the sender had in flight on that channel, or for no
   /// subscription of the sender: dropped, they free no credit.
   uint64_t bad_acks = 0;
+  /// Unsubscribes refused: from a remote node for another node's actor, or
+  /// without a sender.
+  uint64_t refused_unsubscribes = 0;
   registry_tables tables;
 };
 
@@ -196,7 +199,8 @@ typename Inspector::result_type inspect(Inspector& f, registry_tables& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, bus_stats& x) {
   return f(caf::meta::type_name("pgnotify.bus_stats"), x.received, x.delivered, x.missed,
-           x.generation, x.subscriptions, x.rejected_messages, x.bad_acks, x.tables);
+           x.generation, x.subscriptions, x.rejected_messages, x.bad_acks, x.refused_unsubscribes,
+           x.tables);
 }
 
 // -- typed interfaces ---------------------------------------------------------

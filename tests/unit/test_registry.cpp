@@ -9,8 +9,11 @@
 #include <random>
 #include <set>
 
+#include <caf/actor_proxy.hpp>
 #include <caf/binary_deserializer.hpp>
 #include <caf/binary_serializer.hpp>
+#include <caf/make_actor.hpp>
+#include <caf/node_id.hpp>
 #include <caf/send.hpp>
 
 #include <pgnotify/actors/listener.hpp>
@@ -657,6 +660,116 @@ TEST_CASE_FIXTURE(dynamic_fixture,
 
 namespace {
 
+/// What CAF's middleman makes of an actor on another node: a proxy. This one
+/// records what is sent to it; kill_proxy is the remote actor's death.
+class remote_actor final : public caf::actor_proxy {
+ public:
+  explicit remote_actor(caf::actor_config& cfg) : caf::actor_proxy(cfg) {}
+
+  void enqueue(caf::mailbox_element_ptr what, caf::execution_unit*) override {
+    received.push_back(what->move_content_to_message());
+  }
+  bool add_backlink(caf::abstract_actor*) override { return false; }
+  bool remove_backlink(caf::abstract_actor*) override { return false; }
+  void kill_proxy(caf::execution_unit* ctx, caf::error reason) override {
+    cleanup(std::move(reason), ctx);
+  }
+
+  std::vector<caf::message> received;
+};
+
+struct remote_fixture : registry_fixture {
+  caf::actor_config proxy_config;
+  caf::actor_id next_id = 1'000'000;
+  caf::node_id node_a = *caf::make_node_id(101, "0101010101010101010101010101010101010101");
+  caf::node_id node_b = *caf::make_node_id(202, "0202020202020202020202020202020202020202");
+  std::vector<caf::actor> remotes;
+
+  caf::actor remote_on(const caf::node_id& node) {
+    auto ptr =
+        caf::make_actor<remote_actor, caf::strong_actor_ptr>(next_id++, node, &sys, proxy_config);
+    remotes.push_back(caf::actor_cast<caf::actor>(std::move(ptr)));
+    return remotes.back();
+  }
+
+  remote_actor& proxy(const caf::actor& who) {
+    return dynamic_cast<remote_actor&>(*caf::actor_cast<caf::abstract_actor*>(who));
+  }
+
+  void kill(const caf::actor& who) {
+    proxy(who).kill_proxy(nullptr, caf::exit_reason::remote_link_unreachable);
+    sched.run();
+  }
+
+  /// `sender` asks the registry to unsubscribe `who` from "a"; returns the reply.
+  caf::message unsubscribe_from(const caf::actor& sender, const caf::actor& who) {
+    caf::send_as(sender, reg, unsubscribe_atom_v, std::string{"a"}, who);
+    sched.run();
+    REQUIRE(!proxy(sender).received.empty());
+    return proxy(sender).received.back();
+  }
+
+  ~remote_fixture() override {
+    for (auto& r : remotes) proxy(r).kill_proxy(nullptr, caf::exit_reason::user_shutdown);
+    sched.run();
+  }
+};
+
+bool refused(const caf::message& reply) {
+  return reply.match_elements<caf::error>() &&
+         reply.get_as<caf::error>(0) == make_error(errc::invalid_argument);
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(remote_fixture, "registry: a remote node may unsubscribe only its own actors") {
+  auto a1 = remote_on(node_a), a2 = remote_on(node_a), b1 = remote_on(node_b);
+  auto local = spawn_recorder();
+  REQUIRE(node_a != self->node());
+  subscribe("a", a1);
+  subscribe("a", local);
+  // Another node's actor, or a local one: refused, and nothing changes.
+  CHECK(refused(unsubscribe_from(b1, a1)));
+  CHECK(refused(unsubscribe_from(a1, local)));
+  // Without a sender there is no node to compare: refused too.
+  caf::anon_send(reg, unsubscribe_atom_v, std::string{"a"}, local);
+  sched.run();
+  auto st = stats();
+  CHECK(st.subscriptions.size() == 2);
+  CHECK(st.refused_unsubscribes == 3);
+  // An actor of its own node: yes, itself or another.
+  CHECK(unsubscribe_from(a2, a1).match_elements<caf::ok_atom>());
+  CHECK(stats().subscriptions.size() == 1);
+  subscribe("a", a1);
+  CHECK(unsubscribe_from(a1, a1).match_elements<caf::ok_atom>());
+  // A local caller (a supervisor, the application) may unsubscribe anyone.
+  subscribe("a", b1);
+  CHECK(ask<caf::ok_atom>(unsubscribe_atom_v, std::string{"a"}, b1));
+  CHECK(stats().subscriptions.size() == 1);
+  CHECK(stats().refused_unsubscribes == 3);
+}
+
+TEST_CASE_FIXTURE(remote_fixture,
+                  "registry: a remote subscriber is monitored like a local one and forgotten when "
+                  "it is gone") {
+  auto remote = remote_on(node_a);
+  subscribe("a", remote, 4);
+  subscribe("b", remote, 4);
+  deliver("a", 0, 3);
+  REQUIRE(proxy(remote).received.size() == 1);  // one batch
+  caf::send_as(remote, reg, ack_atom_v, std::string{"a"}, uint32_t{1});
+  CHECK(unsubscribe_from(remote, remote).match_elements<caf::ok_atom>());  // 2 unacked on "a"
+  auto expected = at_rest(2);
+  expected.subscriptions = 1;
+  expected.cancelled = 1;
+  expected.monitored = 1;
+  CHECK(tables() == expected);
+  kill(remote);
+  CHECK(tables() == at_rest(2));
+}
+
+namespace {
+
 // The churn test's world: a registry in dynamic mode with two fixed channels,
 // a real listener on a scripted server.
 struct churn_fixture : dynamic_fixture {
@@ -846,5 +959,6 @@ TEST_CASE_FIXTURE(churn_fixture,
   CHECK(listening() == fixed);
   CHECK(channels() == fixed);
   CHECK(st.bad_acks == 0);
+  CHECK(st.refused_unsubscribes == 0);
   CHECK(st.rejected_messages == 0);
 }
