@@ -20,12 +20,14 @@ void send_to(registry_pointer self, const caf::actor& subscriber, Ts&&... xs) {
   caf::unsafe_send_as(self, subscriber, std::forward<Ts>(xs)...);
 }
 
+// -- monitoring: an actor is monitored while any table holds an entry for it --
+
 void track(registry_pointer self, const caf::actor& who) {
   if (self->state.monitored[who.address()]++ == 0) self->monitor(who);
 }
 
-void untrack(registry_pointer self, const caf::actor& who) {
-  auto i = self->state.monitored.find(who.address());
+void untrack(registry_pointer self, const caf::actor_addr& who) {
+  auto i = self->state.monitored.find(who);
   if (i != self->state.monitored.end() && --i->second == 0) {
     self->demonitor(who);
     self->state.monitored.erase(i);
@@ -36,16 +38,23 @@ caf::error unknown_channel(const std::string& channel) {
   return make_error(errc::unknown_channel, "not one of the bus's channels: " + channel);
 }
 
-caf::expected<std::vector<subscription>*> find_channel(registry_pointer self,
-                                                       const std::string& channel) {
-  if (auto err = validate_channel_name(channel)) return err;
-  auto i = self->state.channels.find(channel);
-  if (i == self->state.channels.end()) return unknown_channel(channel);
-  return &i->second;
+// With dynamic channels, a channel nobody subscribes to any more is UNLISTENed.
+void drop_if_unused(registry_pointer self, const std::string& channel) {
+  auto& st = self->state;
+  auto i = st.channels.find(channel);
+  if (!st.dynamic || i == st.channels.end() || !i->second.empty() || st.permanent.count(channel))
+    return;
+  st.channels.erase(i);
+  self->send(st.listener, unlisten_atom_v, channel);
 }
 
-void add_subscription(registry_pointer self, const std::string& channel,
-                      std::vector<subscription>& subs, caf::actor who, uint32_t bound) {
+// -- a subscription's life (see registry.hpp) ---------------------------------
+
+// -> active: a new subscription, or a new bound for an active one. A cancelled
+// subscription of the same actor and channel is taken over: what it has not
+// acked is in flight.
+void activate(registry_pointer self, const std::string& channel, std::vector<subscription>& subs,
+              const caf::actor& who, uint32_t bound) {
   auto i = std::find_if(subs.begin(), subs.end(),
                         [&](const subscription& s) { return s.subscriber == who; });
   if (i != subs.end()) {
@@ -54,63 +63,177 @@ void add_subscription(registry_pointer self, const std::string& channel,
   }
   track(self, who);
   subscription sub{who, bound};
-  // Batches of an earlier subscription may still be unacked: they count.
-  auto& unacked = self->state.unacked_after_unsubscribe;
-  if (auto j = unacked.find({who.address(), channel}); j != unacked.end()) {
+  auto& cancelled = self->state.cancelled;
+  if (auto j = cancelled.find({who.address(), channel}); j != cancelled.end()) {
     sub.in_flight = j->second;
-    unacked.erase(j);
+    cancelled.erase(j);
+    untrack(self, who.address());
   }
   subs.push_back(std::move(sub));
 }
 
-// With dynamic channels, a channel nobody subscribes to any more is UNLISTENed.
-void drop_if_unused(registry_pointer self, const std::string& channel) {
+// active -> cancelled (notifications unacked) or gone. May erase the channel.
+void deactivate(registry_pointer self, const std::string& channel, std::vector<subscription>& subs,
+                std::vector<subscription>::iterator i) {
+  auto who = i->subscriber.address();
+  if (i->in_flight > 0) {
+    // The subscription's reference keeps the actor monitored, now for this entry.
+    auto [j, added] = self->state.cancelled.try_emplace({who, channel}, 0);
+    j->second += i->in_flight;
+    if (!added) untrack(self, who);
+  } else {
+    untrack(self, who);
+  }
+  subs.erase(i);
+  drop_if_unused(self, channel);
+}
+
+// pending -> active for every subscriber still waiting; answers every subscribe
+// request that waited for this LISTEN.
+void listen_landed(registry_pointer self, const std::string& channel) {
   auto& st = self->state;
-  auto i = st.channels.find(channel);
-  if (!st.dynamic || i == st.channels.end() || !i->second.empty() || st.permanent.count(channel) ||
-      st.pending_listens.count(channel))
-    return;
-  st.channels.erase(i);
-  self->send(st.listener, unlisten_atom_v, channel);
+  auto i = st.pending_listens.find(channel);
+  if (i == st.pending_listens.end()) return;
+  auto pending = std::move(i->second);
+  st.pending_listens.erase(i);
+  auto& subs = st.channels[channel];
+  for (const auto& p : pending.subscribers) {
+    activate(self, channel, subs, p.subscriber, p.bound);
+    untrack(self, p.subscriber.address());  // the pending entry's reference
+  }
+  drop_if_unused(self, channel);  // UNLISTENs again if every subscriber left meanwhile
+  for (auto& reply : pending.replies) reply.deliver(caf::ok_atom_v);
+}
+
+// pending -> gone for every subscriber still waiting.
+void listen_failed(registry_pointer self, const std::string& channel, const caf::error& err) {
+  auto& st = self->state;
+  auto i = st.pending_listens.find(channel);
+  if (i == st.pending_listens.end()) return;
+  auto pending = std::move(i->second);
+  st.pending_listens.erase(i);
+  for (const auto& p : pending.subscribers) untrack(self, p.subscriber.address());
+  for (auto& reply : pending.replies) reply.deliver(err);
 }
 
 caf::result<caf::ok_atom> subscribe(registry_pointer self, const std::string& channel,
-                                    caf::actor who, uint32_t bound) {
+                                    const caf::actor& who, uint32_t bound) {
   if (!who) return make_error(errc::invalid_argument, "subscriber is an invalid actor handle");
   if (bound == 0) return make_error(errc::invalid_argument, "bound must be at least 1");
-  auto subs = find_channel(self, channel);
-  if (subs) {
-    add_subscription(self, channel, **subs, std::move(who), bound);
+  if (auto err = validate_channel_name(channel)) return err;
+  auto& st = self->state;
+  if (auto i = st.channels.find(channel); i != st.channels.end()) {
+    activate(self, channel, i->second, who, bound);
     return caf::ok_atom_v;
   }
-  if (subs.error() != make_error(errc::unknown_channel) || !self->state.dynamic)
-    return std::move(subs.error());
-  // A new dynamic channel: answer once the server has acknowledged the LISTEN.
-  // Meanwhile the channel must not be UNLISTENed by another subscriber leaving.
-  ++self->state.pending_listens[channel];
+  if (!st.dynamic) return unknown_channel(channel);
+  // A dynamic channel: the subscriber is added once the server has acknowledged
+  // the LISTEN, which is asked for once, by the first subscribe.
+  auto [i, first] = st.pending_listens.try_emplace(channel);
+  auto& waiting = i->second.subscribers;
+  auto j = std::find_if(waiting.begin(), waiting.end(),
+                        [&](const pending_subscribe& p) { return p.subscriber == who; });
+  if (j != waiting.end()) {
+    j->bound = bound;
+  } else {
+    track(self, who);
+    waiting.push_back(pending_subscribe{who, bound});
+  }
   auto promise = self->make_response_promise<caf::ok_atom>();
-  auto done = [=] {
-    auto& pending = self->state.pending_listens;
-    if (--pending[channel] == 0) pending.erase(channel);
-  };
-  self->request(self->state.listener, caf::infinite, listen_atom_v, channel)
-      .then(
-          [=](caf::ok_atom) mutable {
-            done();
-            auto& subs = self->state.channels[channel];
-            auto& cancelled = self->state.cancelled_while_pending;
-            if (cancelled.erase({who.address(), channel}) == 0)
-              add_subscription(self, channel, subs, who, bound);
-            drop_if_unused(self, channel);  // UNLISTENs again if it was cancelled
-            promise.deliver(caf::ok_atom_v);
-          },
-          [=](caf::error& err) mutable {
-            done();
-            self->state.cancelled_while_pending.erase({who.address(), channel});
-            drop_if_unused(self, channel);
-            promise.deliver(std::move(err));
-          });
+  i->second.replies.push_back(promise);
+  if (first)
+    self->request(st.listener, caf::infinite, listen_atom_v, channel)
+        .then([=](caf::ok_atom) { listen_landed(self, channel); },
+              [=](caf::error& err) { listen_failed(self, channel, err); });
   return promise;
+}
+
+// Local callers (the application, a supervisor) may unsubscribe any actor; a
+// remote node only its own actors.
+caf::error check_unsubscriber(registry_pointer self, const caf::actor& who) {
+  const auto& sender = self->current_sender();
+  if (sender != nullptr &&
+      (sender->node() == self->node() || (who && who.node() == sender->node())))
+    return caf::none;
+  self->state.refused_unsubscribes += 1;
+  logger()->warn("pgnotify: refused an unsubscribe of {} from {}", caf::to_string(who.address()),
+                 caf::to_string(sender));
+  return make_error(errc::invalid_argument, sender == nullptr
+                                                ? "an unsubscribe needs a sender"
+                                                : "a remote node may unsubscribe only its own "
+                                                  "actors");
+}
+
+caf::result<caf::ok_atom> unsubscribe(registry_pointer self, const std::string& channel,
+                                      const caf::actor& who) {
+  if (auto err = check_unsubscriber(self, who)) return err;
+  if (auto err = validate_channel_name(channel)) return err;
+  auto& st = self->state;
+  if (auto p = st.pending_listens.find(channel); p != st.pending_listens.end()) {
+    // pending -> gone: the cancellation. An actor without a pending subscribe
+    // here leaves no trace.
+    auto& waiting = p->second.subscribers;
+    auto j = std::find_if(waiting.begin(), waiting.end(),
+                          [&](const pending_subscribe& s) { return s.subscriber == who; });
+    if (j != waiting.end()) {
+      auto addr = j->subscriber.address();
+      waiting.erase(j);
+      untrack(self, addr);
+    }
+    return caf::ok_atom_v;
+  }
+  auto i = st.channels.find(channel);
+  if (i == st.channels.end()) return unknown_channel(channel);
+  auto& subs = i->second;
+  auto j = std::find_if(subs.begin(), subs.end(),
+                        [&](const subscription& s) { return s.subscriber == who; });
+  if (j != subs.end()) deactivate(self, channel, subs, j);
+  return caf::ok_atom_v;
+}
+
+// anything -> gone for an actor that died.
+void forget(registry_pointer self, const caf::actor_addr& who) {
+  auto& st = self->state;
+  std::vector<std::string> emptied;
+  for (auto& [channel, subs] : st.channels) {
+    auto before = subs.size();
+    subs.erase(std::remove_if(subs.begin(), subs.end(),
+                              [&](const subscription& s) { return s.subscriber.address() == who; }),
+               subs.end());
+    if (subs.empty() && before > 0) emptied.push_back(channel);
+  }
+  for (const auto& channel : emptied) drop_if_unused(self, channel);
+  // Its subscribe requests are still answered when their LISTEN lands.
+  for (auto& [channel, pending] : st.pending_listens) {
+    auto& waiting = pending.subscribers;
+    waiting.erase(
+        std::remove_if(waiting.begin(), waiting.end(),
+                       [&](const pending_subscribe& p) { return p.subscriber.address() == who; }),
+        waiting.end());
+  }
+  auto& cancelled = st.cancelled;
+  auto j = cancelled.lower_bound({who, std::string{}});
+  while (j != cancelled.end() && j->first.first == who) j = cancelled.erase(j);
+  auto& gens = st.reconnect_subscribers;
+  gens.erase(std::remove_if(gens.begin(), gens.end(),
+                            [&](const caf::actor& a) { return a.address() == who; }),
+             gens.end());
+  st.monitored.erase(who);
+}
+
+registry_tables tables(const registry_state& st) {
+  registry_tables result;
+  result.channels = st.channels.size();
+  for (const auto& entry : st.channels) result.subscriptions += entry.second.size();
+  result.pending_listens = st.pending_listens.size();
+  for (const auto& entry : st.pending_listens) {
+    result.pending_subscribes += entry.second.subscribers.size();
+    result.pending_replies += entry.second.replies.size();
+  }
+  result.cancelled = st.cancelled.size();
+  result.monitored = st.monitored.size();
+  result.reconnect_subscribers = st.reconnect_subscribers.size();
+  return result;
 }
 
 // Delivers one channel's notifications to its subscribers: the whole batch as one
@@ -173,30 +296,6 @@ void bad_ack(registry_pointer self, const std::string& channel, uint32_t count,
                  count, channel, caf::to_string(self->current_sender()), in_flight);
 }
 
-void forget(registry_pointer self, const caf::actor_addr& who) {
-  auto& st = self->state;
-  std::vector<std::string> emptied;
-  for (auto& [channel, subs] : st.channels) {
-    auto before = subs.size();
-    subs.erase(std::remove_if(subs.begin(), subs.end(),
-                              [&](const subscription& s) { return s.subscriber.address() == who; }),
-               subs.end());
-    if (subs.empty() && before > 0) emptied.push_back(channel);
-  }
-  for (const auto& channel : emptied) drop_if_unused(self, channel);
-  auto& gens = st.reconnect_subscribers;
-  gens.erase(std::remove_if(gens.begin(), gens.end(),
-                            [&](const caf::actor& a) { return a.address() == who; }),
-             gens.end());
-  st.monitored.erase(who);
-  auto& unacked = st.unacked_after_unsubscribe;
-  for (auto j = unacked.begin(); j != unacked.end();)
-    j = j->first.first == who ? unacked.erase(j) : std::next(j);
-  auto& cancelled = st.cancelled_while_pending;
-  for (auto j = cancelled.begin(); j != cancelled.end();)
-    j = j->first == who ? cancelled.erase(j) : std::next(j);
-}
-
 }  // namespace
 
 registry_actor::behavior_type registry(registry_pointer self, registry_settings settings) {
@@ -215,34 +314,14 @@ registry_actor::behavior_type registry(registry_pointer self, registry_settings 
     logger()->warn("pgnotify: a subscriber rejected a message: {}", self->system().render(err));
   });
   return {
-      [=](subscribe_atom, const std::string& channel, caf::actor who) {
-        return subscribe(self, channel, std::move(who), self->state.default_bound);
+      [=](subscribe_atom, const std::string& channel, const caf::actor& who) {
+        return subscribe(self, channel, who, self->state.default_bound);
       },
-      [=](subscribe_atom, const std::string& channel, caf::actor who, uint32_t bound) {
-        return subscribe(self, channel, std::move(who), bound);
+      [=](subscribe_atom, const std::string& channel, const caf::actor& who, uint32_t bound) {
+        return subscribe(self, channel, who, bound);
       },
-      [=](unsubscribe_atom, const std::string& channel,
-          const caf::actor& who) -> caf::result<caf::ok_atom> {
-        auto& st = self->state;
-        if (st.pending_listens.count(channel) && !st.channels.count(channel)) {
-          // Its subscribe still waits for the LISTEN: cancel it when it lands.
-          st.cancelled_while_pending.emplace(who.address(), channel);
-          return caf::ok_atom_v;
-        }
-        auto subs = find_channel(self, channel);
-        if (!subs) return std::move(subs.error());
-        auto i = std::find_if((*subs)->begin(), (*subs)->end(),
-                              [&](const subscription& s) { return s.subscriber == who; });
-        if (i == (*subs)->end() && st.pending_listens.count(channel))
-          st.cancelled_while_pending.emplace(who.address(), channel);
-        if (i != (*subs)->end()) {
-          if (i->in_flight > 0)
-            self->state.unacked_after_unsubscribe[{who.address(), channel}] = i->in_flight;
-          (*subs)->erase(i);
-          untrack(self, who);
-          drop_if_unused(self, channel);
-        }
-        return caf::ok_atom_v;
+      [=](unsubscribe_atom, const std::string& channel, const caf::actor& who) {
+        return unsubscribe(self, channel, who);
       },
       [=](listener_actor& lis) {
         auto& st = self->state;
@@ -273,8 +352,15 @@ registry_actor::behavior_type registry(registry_pointer self, registry_settings 
       },
       [=](stats_atom) {
         const auto& st = self->state;
-        bus_stats result{st.received, st.delivered,         st.missed,  st.generation,
-                         {},          st.rejected_messages, st.bad_acks};
+        bus_stats result;
+        result.received = st.received;
+        result.delivered = st.delivered;
+        result.missed = st.missed;
+        result.generation = st.generation;
+        result.rejected_messages = st.rejected_messages;
+        result.bad_acks = st.bad_acks;
+        result.refused_unsubscribes = st.refused_unsubscribes;
+        result.tables = tables(st);
         for (const auto& [channel, subs] : st.channels)
           for (const auto& s : subs)
             result.subscriptions.push_back(subscription_stats{
@@ -326,11 +412,15 @@ registry_actor::behavior_type registry(registry_pointer self, registry_settings 
           }
         }
         // A late ack for a cancelled subscription (its dynamic channel may be gone).
-        auto& unacked = self->state.unacked_after_unsubscribe;
-        auto j = unacked.find({caf::actor_cast<caf::actor_addr>(self->current_sender()), channel});
-        if (j == unacked.end() || count > j->second)
-          return bad_ack(self, channel, count, j == unacked.end() ? 0 : j->second);
-        if ((j->second -= count) == 0) unacked.erase(j);
+        auto& cancelled = self->state.cancelled;
+        auto who = caf::actor_cast<caf::actor_addr>(self->current_sender());
+        auto j = cancelled.find({who, channel});
+        if (j == cancelled.end() || count > j->second)
+          return bad_ack(self, channel, count, j == cancelled.end() ? 0 : j->second);
+        if ((j->second -= count) == 0) {
+          cancelled.erase(j);  // cancelled -> gone
+          untrack(self, who);
+        }
       },
   };
 }

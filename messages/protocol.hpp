@@ -117,6 +117,28 @@ struct subscription_stats {
   uint64_t missed = 0;  ///< in total, reported or not
 };
 
+/// The sizes of the registry's internal tables. Once every actor that
+/// subscribed (or asked for reconnects) is dead, and no subscribe waits for a
+/// LISTEN, all of them are 0 but `channels`, which is back to the bus's channels.
+struct registry_tables {
+  uint64_t channels = 0;               ///< registered channels, fixed and dynamic
+  uint64_t subscriptions = 0;          ///< active subscriptions, all channels
+  uint64_t pending_listens = 0;        ///< dynamic channels whose LISTEN is under way
+  uint64_t pending_subscribes = 0;     ///< subscribers waiting for those LISTENs
+  uint64_t pending_replies = 0;        ///< subscribe requests waiting for those LISTENs
+  uint64_t cancelled = 0;              ///< unsubscribed with notifications still unacked
+  uint64_t monitored = 0;              ///< actors the registry monitors
+  uint64_t reconnect_subscribers = 0;  ///< actors that asked for reconnected{g}
+
+  friend bool operator==(const registry_tables& x, const registry_tables& y) {
+    return x.channels == y.channels && x.subscriptions == y.subscriptions &&
+           x.pending_listens == y.pending_listens && x.pending_subscribes == y.pending_subscribes &&
+           x.pending_replies == y.pending_replies && x.cancelled == y.cancelled &&
+           x.monitored == y.monitored && x.reconnect_subscribers == y.reconnect_subscribers;
+  }
+  friend bool operator!=(const registry_tables& x, const registry_tables& y) { return !(x == y); }
+};
+
 /// bus/registry -> user: counters since the bus started.
 struct bus_stats {
   uint64_t received = 0;    ///< notifications read from the connection
@@ -130,6 +152,10 @@ struct bus_stats {
   /// Acks for more than the sender had in flight on that channel, or for no
   /// subscription of the sender: dropped, they free no credit.
   uint64_t bad_acks = 0;
+  /// Unsubscribes refused: from a remote node for another node's actor, or
+  /// without a sender.
+  uint64_t refused_unsubscribes = 0;
+  registry_tables tables;
 };
 
 template <class Inspector>
@@ -172,9 +198,17 @@ typename Inspector::result_type inspect(Inspector& f, subscription_stats& x) {
 }
 
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, registry_tables& x) {
+  return f(caf::meta::type_name("pgnotify.registry_tables"), x.channels, x.subscriptions,
+           x.pending_listens, x.pending_subscribes, x.pending_replies, x.cancelled, x.monitored,
+           x.reconnect_subscribers);
+}
+
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, bus_stats& x) {
   return f(caf::meta::type_name("pgnotify.bus_stats"), x.received, x.delivered, x.missed,
-           x.generation, x.subscriptions, x.rejected_messages, x.bad_acks);
+           x.generation, x.subscriptions, x.rejected_messages, x.bad_acks, x.refused_unsubscribes,
+           x.tables);
 }
 
 // -- typed interfaces ---------------------------------------------------------

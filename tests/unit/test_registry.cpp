@@ -3,7 +3,17 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <functional>
+#include <map>
+#include <ostream>
+#include <random>
+#include <set>
 
+#include <caf/actor_proxy.hpp>
+#include <caf/binary_deserializer.hpp>
+#include <caf/binary_serializer.hpp>
+#include <caf/make_actor.hpp>
+#include <caf/node_id.hpp>
 #include <caf/send.hpp>
 
 #include <pgnotify/actors/listener.hpp>
@@ -17,7 +27,27 @@ using namespace std::chrono_literals;
 using namespace pgnotify;
 using namespace pgnotify::test;
 
+namespace pgnotify {
+
+// For doctest's messages.
+std::ostream& operator<<(std::ostream& out, const registry_tables& t) {
+  return out << "{channels " << t.channels << ", subscriptions " << t.subscriptions
+             << ", pending_listens " << t.pending_listens << ", pending_subscribes "
+             << t.pending_subscribes << ", pending_replies " << t.pending_replies << ", cancelled "
+             << t.cancelled << ", monitored " << t.monitored << ", reconnect_subscribers "
+             << t.reconnect_subscribers << "}";
+}
+
+}  // namespace pgnotify
+
 namespace {
+
+/// The tables of a registry that keeps nothing about anyone: only its channels.
+registry_tables at_rest(uint64_t channels) {
+  registry_tables result;
+  result.channels = channels;
+  return result;
+}
 
 struct registry_fixture : caf_fixture {
   // The scoped actor plays the bus and the listener.
@@ -76,6 +106,8 @@ struct registry_fixture : caf_fixture {
   }
 
   bus_stats stats() { return *ask<bus_stats>(stats_atom_v); }
+
+  registry_tables tables() { return stats().tables; }
 };
 
 std::vector<std::string> range(int first, int count) {
@@ -173,8 +205,10 @@ TEST_CASE_FIXTURE(registry_fixture, "registry: a dead subscriber is forgotten") 
   caf::anon_send_exit(doomed, caf::exit_reason::kill);
   sched.run();
   CHECK(stats().subscriptions.size() == 1);
-  CHECK(state_of<registry_state, registry_actor::base>(reg).monitored.size() == 1);
-  CHECK(state_of<registry_state, registry_actor::base>(reg).reconnect_subscribers.empty());
+  auto expected = at_rest(2);
+  expected.subscriptions = 1;
+  expected.monitored = 1;
+  CHECK(tables() == expected);
   deliver("a", 0, 2);
   CHECK(payloads(alive) == range(0, 2));
 }
@@ -206,14 +240,49 @@ TEST_CASE_FIXTURE(
 }
 
 TEST_CASE_FIXTURE(registry_fixture, "registry: memory stays bounded while a subscriber stalls") {
-  auto stalled = spawn_recorder();
+  auto stalled = sys.spawn(recorder, std::string{"stalled"});
+  auto healthy = spawn_recorder();
   subscribe("a", stalled, 8);
-  for (int i = 0; i < 100; ++i) deliver("a", i * 10, 10);
-  CHECK(payloads(stalled).size() == 8);
-  auto st = stats();
-  REQUIRE(st.subscriptions.size() == 1);
-  CHECK(st.subscriptions[0].in_flight == 8);
-  CHECK(st.subscriptions[0].missed == 992);
+  subscribe("a", healthy, 16);
+  auto steady = at_rest(2);
+  steady.subscriptions = 2;
+  steady.monitored = 2;
+  auto in_flight = [](const bus_stats& st, const caf::actor& who) {
+    for (const auto& sub : st.subscriptions)
+      if (sub.subscriber == who.address()) return sub.in_flight;
+    FAIL("no subscription");
+    return uint32_t{0};
+  };
+  for (int i = 0; i < 1000; ++i) {
+    deliver("a", i * 10, 10);
+    ack(healthy, "a", 10);
+    if (i % 100 == 50) {
+      // It unsubscribes and subscribes again, still stalled: its unacked
+      // notifications are kept as one cancelled entry, then count again.
+      CHECK(ask<caf::ok_atom>(unsubscribe_atom_v, std::string{"a"}, stalled));
+      auto cancelled = steady;
+      cancelled.subscriptions = 1;
+      cancelled.cancelled = 1;
+      CHECK(tables() == cancelled);
+      subscribe("a", stalled, 8);
+    }
+    auto st = stats();
+    // The registry's tables and each subscriber's in-flight count stay where
+    // they are, and the stalled subscriber holds one batch of 8, however much
+    // arrives.
+    REQUIRE(st.tables == steady);
+    REQUIRE(in_flight(st, stalled) == 8);
+    REQUIRE(in_flight(st, healthy) == 0);
+    REQUIRE(messages_of(stalled).size() == 1);
+    REQUIRE(st.missed == static_cast<uint64_t>(i + 1) * 10 - 8);
+  }
+  CHECK(payloads(stalled) == range(0, 8));
+  CHECK(payloads(healthy).size() == 10'000);
+  caf::anon_send_exit(stalled, caf::exit_reason::kill);
+  sched.run();
+  steady.subscriptions = 1;
+  steady.monitored = 1;
+  CHECK(tables() == steady);
 }
 
 TEST_CASE_FIXTURE(registry_fixture, "registry: reconnected is broadcast and stamps the snapshot") {
@@ -253,21 +322,23 @@ struct dynamic_fixture : caf_fixture {
     }
     return result;
   }
-  registry_actor reg = stopped_at_exit(
-      sys.spawn(registry, registry_settings{{"fixed"}, 256, true, self->address()}));
+  registry_actor reg;
   listener_actor lis;
 
-  dynamic_fixture() {
+  explicit dynamic_fixture(std::vector<std::string> fixed = {"fixed"}) {
+    reg =
+        stopped_at_exit(sys.spawn(registry, registry_settings{fixed, 256, true, self->address()}));
     listener_settings settings;
-    settings.channels = {"fixed"};
+    settings.channels = std::move(fixed);
     settings.health = {0s, 0s};
     lis = stopped_at_exit(spawn_listener(sys, server->factory(), reg, settings));
     self->send(reg, lis);
     sched.run();
   }
 
-  caf::expected<caf::ok_atom> subscribe(const std::string& channel, const caf::actor& who) {
-    self->send(reg, subscribe_atom_v, channel, who);
+  caf::expected<caf::ok_atom> subscribe(const std::string& channel, const caf::actor& who,
+                                        uint32_t bound = 256) {
+    self->send(reg, subscribe_atom_v, channel, who, bound);
     sched.run();
     caf::expected<caf::ok_atom> result{caf::sec::request_timeout};
     self->receive([&](caf::ok_atom x) { result = x; }, [&](caf::error& e) { result = e; },
@@ -287,6 +358,47 @@ struct dynamic_fixture : caf_fixture {
     std::vector<std::string> result;
     self->receive([&](std::vector<std::string>& x) { result = x; },
                   caf::after(0s) >> [] { FAIL("no reply"); });
+    return result;
+  }
+
+  bus_stats stats() {
+    self->send(reg, stats_atom_v);
+    sched.run();
+    bus_stats result;
+    self->receive([&](bus_stats& x) { result = std::move(x); },
+                  caf::after(0s) >> [] { FAIL("no reply"); });
+    return result;
+  }
+
+  registry_tables tables() { return stats().tables; }
+
+  /// Replies to requests sent meanwhile, in arrival order: "ok" or the error's code.
+  std::vector<std::string> replies(size_t n) {
+    std::vector<std::string> result;
+    for (size_t i = 0; i < n; ++i)
+      self->receive(
+          [&](caf::ok_atom) { result.push_back("ok"); },
+          [&](caf::error& e) { result.push_back(to_string(static_cast<errc>(e.code()))); },
+          caf::after(0s) >> [] { FAIL("no reply"); });
+    return result;
+  }
+
+  void ack(const caf::actor& who, const std::string& channel, uint32_t count) {
+    caf::send_as(who, reg, ack_atom_v, channel, count);
+    sched.run();
+  }
+
+  std::vector<std::string> payloads(const caf::actor& who) {
+    std::vector<std::string> result;
+    for (auto& msg : messages_of(who))
+      if (msg.match_elements<notification_batch>())
+        for (auto& n : msg.get_as<notification_batch>(0).notifications) result.push_back(n.payload);
+    return result;
+  }
+
+  std::vector<std::string> listening() {
+    auto result = server->listening();
+    std::sort(result.begin(), result.end());
     return result;
   }
 };
@@ -343,12 +455,56 @@ TEST_CASE_FIXTURE(registry_fixture,
   ack(s, "a", 1);
   REQUIRE(lags(s).size() == 1);
   CHECK(lags(s)[0].missed == 1);
-  // Late acks of a cancelled subscription are settled and then forgotten.
+  // Late acks of a cancelled subscription are settled and then forgotten;
+  // meanwhile the subscriber stays monitored.
   deliver("a", 5, 2);
   CHECK(ask<caf::ok_atom>(unsubscribe_atom_v, std::string{"a"}, s));
-  CHECK(state_of<registry_state, registry_actor::base>(reg).unacked_after_unsubscribe.size() == 1);
-  ack(s, "a", 2);
-  CHECK(state_of<registry_state, registry_actor::base>(reg).unacked_after_unsubscribe.empty());
+  auto cancelled = at_rest(2);
+  cancelled.cancelled = 1;
+  cancelled.monitored = 1;
+  CHECK(tables() == cancelled);
+  ack(s, "a", 1);
+  CHECK(tables() == cancelled);
+  ack(s, "a", 1);
+  CHECK(tables() == at_rest(2));
+  CHECK(stats().bad_acks == 0);
+}
+
+TEST_CASE_FIXTURE(registry_fixture, "registry: the stats with the table sizes cross the network") {
+  auto s = spawn_recorder();
+  subscribe("a", s);
+  auto st = stats();
+  REQUIRE(st.tables.subscriptions == 1);
+  std::vector<char> buffer;
+  caf::binary_serializer sink{sys, buffer};
+  REQUIRE(!sink(caf::make_message(st)));
+  caf::message copy;
+  caf::binary_deserializer source{sys, buffer};
+  REQUIRE(!source(copy));
+  REQUIRE(copy.match_elements<bus_stats>());
+  CHECK(copy.get_as<bus_stats>(0).tables == st.tables);
+  CHECK(copy.get_as<bus_stats>(0).subscriptions.size() == 1);
+}
+
+TEST_CASE_FIXTURE(registry_fixture,
+                  "registry: unsubscribing with notifications unacked and then dying leaves "
+                  "nothing") {
+  auto doomed = sys.spawn(recorder, std::string{"doomed"});
+  subscribe("a", doomed, 4);
+  subscribe("b", doomed, 4);
+  deliver("a", 0, 3);
+  CHECK(ask<caf::ok_atom>(unsubscribe_atom_v, std::string{"a"}, doomed));
+  auto expected = at_rest(2);
+  expected.subscriptions = 1;
+  expected.cancelled = 1;
+  expected.monitored = 1;
+  CHECK(tables() == expected);
+  CHECK(ask<caf::ok_atom>(unsubscribe_atom_v, std::string{"b"}, doomed));
+  expected.subscriptions = 0;
+  CHECK(tables() == expected);  // still monitored: its cancelled subscription is kept
+  caf::anon_send_exit(doomed, caf::exit_reason::kill);
+  sched.run();
+  CHECK(tables() == at_rest(2));
 }
 
 TEST_CASE_FIXTURE(dynamic_fixture,
@@ -364,7 +520,7 @@ TEST_CASE_FIXTURE(dynamic_fixture,
   CHECK(replies == 2);
   CHECK(server_log() == std::vector<std::string>{"LISTEN fixed", "LISTEN news", "UNLISTEN news"});
   CHECK(channels() == std::vector<std::string>{"fixed"});
-  CHECK(state_of<registry_state, registry_actor::base>(reg).cancelled_while_pending.empty());
+  CHECK(tables() == at_rest(1));
 }
 
 TEST_CASE_FIXTURE(
@@ -404,4 +560,405 @@ TEST_CASE_FIXTURE(registry_fixture, "registry: a bad ack frees no credit and is 
   CHECK(st.subscriptions[0].missed == 5);  // the bound held
   ack(sub, "a", 10);                       // the honest ack settles it, and lagged follows
   CHECK(messages_of(sub).back().match_elements<lagged>());
+}
+
+TEST_CASE_FIXTURE(dynamic_fixture,
+                  "registry: an unsubscribe while a LISTEN is pending cancels only that actor's "
+                  "subscribe") {
+  auto a = spawn_recorder(), b = spawn_recorder(), c = spawn_recorder();
+  // b has no pending subscribe on "news": its unsubscribe records nothing.
+  self->send(reg, subscribe_atom_v, std::string{"news"}, a);
+  self->send(reg, unsubscribe_atom_v, std::string{"news"}, b);
+  // c subscribes, unsubscribes and subscribes again before the LISTEN lands.
+  self->send(reg, subscribe_atom_v, std::string{"news"}, c);
+  self->send(reg, unsubscribe_atom_v, std::string{"news"}, c);
+  self->send(reg, subscribe_atom_v, std::string{"news"}, c);
+  sched.run();
+  CHECK(replies(5) == std::vector<std::string>(5, "ok"));
+  CHECK(server_log() == std::vector<std::string>{"LISTEN fixed", "LISTEN news"});  // once
+  auto expected = at_rest(2);
+  expected.subscriptions = 2;
+  expected.monitored = 2;
+  CHECK(tables() == expected);
+  // The channel goes, then b subscribes while a new LISTEN is pending: it is
+  // subscribed (nothing of its earlier unsubscribe is left to cancel it).
+  unsubscribe("news", a);
+  unsubscribe("news", c);
+  CHECK(server_log().back() == "UNLISTEN news");
+  REQUIRE(subscribe("news", b));
+  server->notify("news", "hello");
+  sched.run();
+  CHECK(payloads(b) == std::vector<std::string>{"hello"});
+  CHECK(payloads(a).empty());
+  CHECK(payloads(c).empty());
+  expected.subscriptions = 1;
+  expected.monitored = 1;
+  CHECK(tables() == expected);
+  CHECK(listening() == std::vector<std::string>{"fixed", "news"});
+}
+
+TEST_CASE_FIXTURE(dynamic_fixture,
+                  "registry: a failed LISTEN answers every subscribe waiting for it and leaves "
+                  "nothing") {
+  auto a = spawn_recorder(), b = spawn_recorder();
+  server->refuse_listen_on = "refused";
+  self->send(reg, subscribe_atom_v, std::string{"refused"}, a);
+  self->send(reg, subscribe_atom_v, std::string{"refused"}, b);
+  sched.run();
+  CHECK(replies(2) == std::vector<std::string>(2, "listen_failed"));
+  CHECK(tables() == at_rest(1));
+  CHECK(channels() == std::vector<std::string>{"fixed"});
+  CHECK(listening() == std::vector<std::string>{"fixed"});
+  // The next subscribe asks again, and the server accepts this time.
+  REQUIRE(subscribe("refused", b));
+  CHECK(listening() == std::vector<std::string>{"fixed", "refused"});
+  auto expected = at_rest(2);
+  expected.subscriptions = 1;
+  expected.monitored = 1;
+  CHECK(tables() == expected);
+}
+
+TEST_CASE_FIXTURE(dynamic_fixture,
+                  "registry: a subscriber that dies while its LISTEN is pending leaves nothing") {
+  auto doomed = sys.spawn(recorder, std::string{"doomed"});
+  self->send(reg, subscribe_atom_v, std::string{"news"}, doomed);
+  caf::anon_send_exit(doomed, caf::exit_reason::kill);
+  sched.run();
+  CHECK(replies(1) == std::vector<std::string>{"ok"});  // the requester is still answered
+  CHECK(tables() == at_rest(1));
+  CHECK(server_log().back() == "UNLISTEN news");
+  CHECK(listening() == std::vector<std::string>{"fixed"});
+}
+
+TEST_CASE_FIXTURE(dynamic_fixture,
+                  "registry: a dynamic channel's re-subscription still counts what is unacked") {
+  auto s = spawn_recorder();
+  REQUIRE(subscribe("news", s, 4));
+  for (auto payload : {"1", "2", "3"}) server->notify("news", payload);
+  sched.run();
+  REQUIRE(payloads(s).size() == 3);
+  unsubscribe("news", s);  // the channel is UNLISTENed; the 3 unacked are kept
+  CHECK(server_log().back() == "UNLISTEN news");
+  auto cancelled = at_rest(1);
+  cancelled.cancelled = 1;
+  cancelled.monitored = 1;
+  CHECK(tables() == cancelled);
+  REQUIRE(subscribe("news", s, 4));  // LISTENed again; starts with 3 in flight
+  for (auto payload : {"4", "5"}) server->notify("news", payload);
+  sched.run();
+  CHECK(payloads(s) == std::vector<std::string>{"1", "2", "3", "4"});
+  ack(s, "news", 3);
+  ack(s, "news", 1);
+  REQUIRE(messages_of(s).back().match_elements<lagged>());
+  CHECK(messages_of(s).back().get_as<lagged>(0).missed == 1);
+  auto active = at_rest(2);
+  active.subscriptions = 1;
+  active.monitored = 1;
+  CHECK(tables() == active);
+  CHECK(stats().bad_acks == 0);
+}
+
+namespace {
+
+/// What CAF's middleman makes of an actor on another node: a proxy. This one
+/// records what is sent to it; kill_proxy is the remote actor's death.
+class remote_actor final : public caf::actor_proxy {
+ public:
+  explicit remote_actor(caf::actor_config& cfg) : caf::actor_proxy(cfg) {}
+
+  void enqueue(caf::mailbox_element_ptr what, caf::execution_unit*) override {
+    received.push_back(what->move_content_to_message());
+  }
+  bool add_backlink(caf::abstract_actor*) override { return false; }
+  bool remove_backlink(caf::abstract_actor*) override { return false; }
+  void kill_proxy(caf::execution_unit* ctx, caf::error reason) override {
+    cleanup(std::move(reason), ctx);
+  }
+
+  std::vector<caf::message> received;
+};
+
+struct remote_fixture : registry_fixture {
+  caf::actor_config proxy_config;
+  caf::actor_id next_id = 1'000'000;
+  caf::node_id node_a = *caf::make_node_id(101, "0101010101010101010101010101010101010101");
+  caf::node_id node_b = *caf::make_node_id(202, "0202020202020202020202020202020202020202");
+  std::vector<caf::actor> remotes;
+
+  caf::actor remote_on(const caf::node_id& node) {
+    auto ptr =
+        caf::make_actor<remote_actor, caf::strong_actor_ptr>(next_id++, node, &sys, proxy_config);
+    remotes.push_back(caf::actor_cast<caf::actor>(std::move(ptr)));
+    return remotes.back();
+  }
+
+  remote_actor& proxy(const caf::actor& who) {
+    return dynamic_cast<remote_actor&>(*caf::actor_cast<caf::abstract_actor*>(who));
+  }
+
+  void kill(const caf::actor& who) {
+    proxy(who).kill_proxy(nullptr, caf::exit_reason::remote_link_unreachable);
+    sched.run();
+  }
+
+  /// `sender` asks the registry to unsubscribe `who` from "a"; returns the reply.
+  caf::message unsubscribe_from(const caf::actor& sender, const caf::actor& who) {
+    caf::send_as(sender, reg, unsubscribe_atom_v, std::string{"a"}, who);
+    sched.run();
+    REQUIRE(!proxy(sender).received.empty());
+    return proxy(sender).received.back();
+  }
+
+  ~remote_fixture() override {
+    for (auto& r : remotes) proxy(r).kill_proxy(nullptr, caf::exit_reason::user_shutdown);
+    sched.run();
+  }
+};
+
+bool refused(const caf::message& reply) {
+  return reply.match_elements<caf::error>() &&
+         reply.get_as<caf::error>(0) == make_error(errc::invalid_argument);
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(remote_fixture, "registry: a remote node may unsubscribe only its own actors") {
+  auto a1 = remote_on(node_a), a2 = remote_on(node_a), b1 = remote_on(node_b);
+  auto local = spawn_recorder();
+  REQUIRE(node_a != self->node());
+  subscribe("a", a1);
+  subscribe("a", local);
+  // Another node's actor, or a local one: refused, and nothing changes.
+  CHECK(refused(unsubscribe_from(b1, a1)));
+  CHECK(refused(unsubscribe_from(a1, local)));
+  // Without a sender there is no node to compare: refused too.
+  caf::anon_send(reg, unsubscribe_atom_v, std::string{"a"}, local);
+  sched.run();
+  auto st = stats();
+  CHECK(st.subscriptions.size() == 2);
+  CHECK(st.refused_unsubscribes == 3);
+  // An actor of its own node: yes, itself or another.
+  CHECK(unsubscribe_from(a2, a1).match_elements<caf::ok_atom>());
+  CHECK(stats().subscriptions.size() == 1);
+  subscribe("a", a1);
+  CHECK(unsubscribe_from(a1, a1).match_elements<caf::ok_atom>());
+  // A local caller (a supervisor, the application) may unsubscribe anyone.
+  subscribe("a", b1);
+  CHECK(ask<caf::ok_atom>(unsubscribe_atom_v, std::string{"a"}, b1));
+  CHECK(stats().subscriptions.size() == 1);
+  CHECK(stats().refused_unsubscribes == 3);
+}
+
+TEST_CASE_FIXTURE(remote_fixture,
+                  "registry: a remote subscriber is monitored like a local one and forgotten when "
+                  "it is gone") {
+  auto remote = remote_on(node_a);
+  subscribe("a", remote, 4);
+  subscribe("b", remote, 4);
+  deliver("a", 0, 3);
+  REQUIRE(proxy(remote).received.size() == 1);  // one batch
+  caf::send_as(remote, reg, ack_atom_v, std::string{"a"}, uint32_t{1});
+  CHECK(unsubscribe_from(remote, remote).match_elements<caf::ok_atom>());  // 2 unacked on "a"
+  auto expected = at_rest(2);
+  expected.subscriptions = 1;
+  expected.cancelled = 1;
+  expected.monitored = 1;
+  CHECK(tables() == expected);
+  kill(remote);
+  CHECK(tables() == at_rest(2));
+}
+
+namespace {
+
+// The churn test's world: a registry in dynamic mode with two fixed channels,
+// a real listener on a scripted server.
+struct churn_fixture : dynamic_fixture {
+  churn_fixture() : dynamic_fixture({"f1", "f2"}) {}
+};
+
+/// What the test knows of one slot's actor.
+struct slot {
+  caf::actor handle;
+  size_t seen = 0;                          ///< its messages counted so far
+  std::map<std::string, uint32_t> unacked;  ///< received, not yet acked, per channel
+  std::set<std::string> subscribed;         ///< as the replies so far say
+  bool reconnects = false;
+};
+
+}  // namespace
+
+TEST_CASE_FIXTURE(churn_fixture,
+                  "registry: 100,000 random subscribes, unsubscribes, deaths, acks and "
+                  "deliveries leave nothing behind") {
+  const std::vector<std::string> fixed{"f1", "f2"};
+  const std::vector<std::string> dynamic{"d1", "d2", "d3", "d4", "d5",
+                                         "d6", "d7", "d8", "d9", "d10"};
+  std::vector<std::string> all = fixed;
+  all.insert(all.end(), dynamic.begin(), dynamic.end());
+  std::mt19937 rng{20261127};
+  auto pick = [&](size_t n) { return static_cast<size_t>(rng() % n); };
+  std::vector<slot> slots(32);  // each holds a live recorder; a death refills it
+  auto fresh = [&] { return sys.spawn(recorder, std::string{"churned"}); };
+  for (auto& s : slots) s.handle = fresh();
+  // Counts the batches a slot's actor has received since the last look.
+  auto look = [&](slot& s) {
+    auto& messages = messages_of(s.handle);
+    for (; s.seen < messages.size(); ++s.seen)
+      if (messages[s.seen].match_elements<notification_batch>()) {
+        const auto& items = messages[s.seen].get_as<notification_batch>(0).notifications;
+        s.unacked[items.front().channel] += static_cast<uint32_t>(items.size());
+      }
+  };
+  // What the registry must hold now that everything sent has been handled.
+  auto check_books = [&](const std::string& when) {
+    INFO(when);
+    std::set<std::string> wanted(fixed.begin(), fixed.end());
+    std::set<std::pair<std::string, caf::actor_addr>> model;
+    registry_tables expected;
+    for (auto& s : slots) {
+      look(s);
+      bool kept = s.reconnects;
+      for (const auto& channel : s.subscribed) {
+        model.emplace(channel, s.handle.address());
+        wanted.insert(channel);
+        kept = true;
+      }
+      for (const auto& [channel, count] : s.unacked)
+        if (count > 0) {
+          kept = true;
+          if (s.subscribed.count(channel) == 0) expected.cancelled += 1;
+        }
+      expected.monitored += kept ? 1 : 0;
+      expected.reconnect_subscribers += s.reconnects ? 1 : 0;
+    }
+    expected.channels = wanted.size();
+    expected.subscriptions = model.size();
+    auto st = stats();
+    REQUIRE(st.tables == expected);
+    std::set<std::pair<std::string, caf::actor_addr>> held;
+    std::map<caf::actor_addr, const slot*> by_address;
+    for (const auto& s : slots) by_address[s.handle.address()] = &s;
+    for (const auto& sub : st.subscriptions) {
+      held.emplace(sub.channel, sub.subscriber);
+      // Its in-flight count is exactly what it received and did not ack.
+      const auto& unacked = by_address.at(sub.subscriber)->unacked;
+      auto i = unacked.find(sub.channel);
+      REQUIRE(sub.in_flight == (i == unacked.end() ? 0 : i->second));
+    }
+    REQUIRE(held == model);
+    REQUIRE(listening() == std::vector<std::string>(wanted.begin(), wanted.end()));
+    REQUIRE(st.bad_acks == 0);
+  };
+
+  const int operations = 100'000;
+  int done = 0, next_checkpoint = 10'000;
+  std::map<std::string, int> counts;
+  while (done < operations) {
+    // A few operations at once, half of them on one channel, so that many
+    // meet a LISTEN under way; the replies are read afterwards, in the order
+    // of the requests.
+    std::vector<std::function<void()>> on_replies;
+    size_t requests = 0;
+    auto focus = all[pick(all.size())];
+    auto channel_for = [&](const slot& s, bool leaving) {
+      // Most unsubscribes leave a channel the actor is on, so that dynamic
+      // channels empty and come back often.
+      if (leaving && !s.subscribed.empty() && pick(10) < 8)
+        return *std::next(s.subscribed.begin(), pick(s.subscribed.size()));
+      return pick(2) == 0 ? focus : all[pick(all.size())];
+    };
+    for (size_t n = 1 + pick(6); n > 0 && done < operations; --n, ++done) {
+      auto index = pick(slots.size());
+      auto& s = slots[index];
+      auto roll = pick(100);
+      if (roll < 22) {
+        ++counts["subscribe"];
+        auto channel = channel_for(s, false);
+        auto bound = static_cast<uint32_t>(1 + pick(12));
+        if (pick(40) == 0) server->refuse_listen_on = channel;  // its next LISTEN fails
+        auto reply = self->request(reg, caf::infinite, subscribe_atom_v, channel, s.handle, bound);
+        ++requests;
+        on_replies.push_back([&slots, &counts, index, channel, reply]() mutable {
+          reply.receive([&](caf::ok_atom) { slots[index].subscribed.insert(channel); },
+                        [&](caf::error& err) {
+                          REQUIRE(err == make_error(errc::listen_failed));
+                          ++counts["failed subscribe"];
+                          slots[index].subscribed.erase(channel);
+                        });
+        });
+      } else if (roll < 50) {
+        ++counts["unsubscribe"];
+        auto channel = channel_for(s, true);
+        auto reply = self->request(reg, caf::infinite, unsubscribe_atom_v, channel, s.handle);
+        ++requests;
+        on_replies.push_back([&slots, index, channel, reply]() mutable {
+          reply.receive([&](caf::ok_atom) {},
+                        [&](caf::error& err) {
+                          // A dynamic channel nobody subscribes to is not registered.
+                          REQUIRE(err == make_error(errc::unknown_channel));
+                          REQUIRE(channel[0] == 'd');
+                        });
+          slots[index].subscribed.erase(channel);
+        });
+      } else if (roll < 57) {
+        ++counts["kill"];
+        caf::anon_send_exit(s.handle, caf::exit_reason::kill);
+        s.handle = fresh();
+        s.seen = 0;
+        s.unacked.clear();
+        on_replies.push_back([&slots, index] {
+          slots[index].subscribed.clear();
+          slots[index].reconnects = false;
+        });
+      } else if (roll < 60) {
+        ++counts["reconnects"];
+        auto reply = self->request(reg, caf::infinite, reconnects_atom_v, s.handle);
+        ++requests;
+        on_replies.push_back([&slots, index, reply]() mutable {
+          reply.receive([&](uint64_t) { slots[index].reconnects = true; },
+                        [&](caf::error& err) { FAIL(to_string(err)); });
+        });
+      } else if (roll < 82) {
+        ++counts["ack"];
+        look(s);
+        std::vector<std::string> owing;
+        for (const auto& [channel, count] : s.unacked)
+          if (count > 0) owing.push_back(channel);
+        if (owing.empty()) continue;
+        auto channel = owing[pick(owing.size())];
+        auto count = static_cast<uint32_t>(1 + pick(s.unacked[channel]));
+        s.unacked[channel] -= count;
+        caf::send_as(s.handle, reg, ack_atom_v, channel, count);
+      } else {
+        ++counts["deliver"];
+        auto channel = channel_for(s, false);
+        for (size_t k = 1 + pick(4); k > 0; --k) server->notify(channel, std::to_string(done));
+      }
+    }
+    sched.run();
+    REQUIRE(self->mailbox().size() == requests);  // every request was answered
+    for (auto& f : on_replies) f();
+    if (done >= next_checkpoint) {
+      check_books("after " + std::to_string(done) + " operations");
+      next_checkpoint += 10'000;
+    }
+  }
+  MESSAGE("churn: " << counts["subscribe"] << " subscribes, " << counts["unsubscribe"]
+                    << " unsubscribes, " << counts["kill"] << " deaths, " << counts["ack"]
+                    << " acks, " << counts["deliver"] << " deliveries, " << counts["reconnects"]
+                    << " reconnect subscriptions; " << counts["failed subscribe"]
+                    << " subscribes failed with their LISTEN, " << server->listens.size()
+                    << " LISTENs, " << server->unlistens.size() << " UNLISTENs; "
+                    << stats().delivered << " notifications delivered, " << stats().missed
+                    << " missed");
+  // Everyone dies: nothing is left but the fixed channels, LISTENed.
+  for (auto& s : slots) caf::anon_send_exit(s.handle, caf::exit_reason::kill);
+  sched.run();
+  auto st = stats();
+  CHECK(st.tables == at_rest(fixed.size()));
+  CHECK(listening() == fixed);
+  CHECK(channels() == fixed);
+  CHECK(st.bad_acks == 0);
+  CHECK(st.refused_unsubscribes == 0);
+  CHECK(st.rejected_messages == 0);
 }
