@@ -13,7 +13,7 @@
 #include "listener.hpp"
 #include "log.hpp"
 #include "pg/pq_connection.hpp"
-#include "registry.hpp"
+#include "registry_state.hpp"
 
 namespace pgnotify {
 

@@ -1,4 +1,4 @@
-#include "registry.hpp"
+#include "registry_state.hpp"
 
 #include <algorithm>
 
@@ -48,7 +48,7 @@ void drop_if_unused(registry_pointer self, const std::string& channel) {
   self->send(st.listener, unlisten_atom_v, channel);
 }
 
-// -- a subscription's life (see registry.hpp) ---------------------------------
+// -- a subscription's life (see registry_state.hpp) ---------------------------------
 
 // -> active: a new subscription, or a new bound for an active one. A cancelled
 // subscription of the same actor and channel is taken over: what it has not

@@ -18,7 +18,7 @@
 
 #include <pgnotify/actors/listener.hpp>
 #include <pgnotify/actors/pg/scripted_connection.hpp>
-#include <pgnotify/actors/registry.hpp>
+#include <pgnotify/actors/registry_state.hpp>
 #include <pgnotify/messages/errors.hpp>
 
 #include "caf_fixture.hpp"

@@ -1,7 +1,7 @@
 // The subscriber helper against a real registry, on the deterministic scheduler.
 #include <doctest/doctest.h>
 
-#include <pgnotify/actors/registry.hpp>
+#include <pgnotify/actors/registry_state.hpp>
 #include <pgnotify/actors/subscriber.hpp>
 
 #include "caf_fixture.hpp"
