@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include <caf/actor_system.hpp>
 #include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
 
 #include "../messages/protocol.hpp"
 

@@ -66,8 +66,8 @@ void socket_watcher::close_now() {
   // the removal of each of those interests at the end of the round, and only
   // then is it safe to free this object.
   auto registered = eventbf();
-  removals_left_ = ((registered & caf::io::network::input_mask) != 0 ? 1 : 0)
-                   + ((registered & caf::io::network::output_mask) != 0 ? 1 : 0);
+  removals_left_ = ((registered & caf::io::network::input_mask) != 0 ? 1 : 0) +
+                   ((registered & caf::io::network::output_mask) != 0 ? 1 : 0);
   // Not registered at all: not in this round's results either.
   if (removals_left_ == 0) delete this;
 }

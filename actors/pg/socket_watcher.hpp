@@ -50,7 +50,7 @@ class socket_watcher final : public caf::io::network::event_handler {
 
   caf::actor listener_;
   int socket_;
-  std::mutex mtx_;     ///< guards armed_ and token_ (arm runs on the listener's thread)
+  std::mutex mtx_;      ///< guards armed_ and token_ (arm runs on the listener's thread)
   uint32_t armed_ = 0;  ///< EPOLLIN and/or EPOLLOUT asked for and not yet reported
   uint64_t token_ = 0;
   bool closing_ = false;  ///< multiplexer thread only, like removals_left_
