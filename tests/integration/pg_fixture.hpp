@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <random>
 #include <stdexcept>
@@ -48,6 +49,16 @@ inline std::string run_script(const std::string& name, const std::string& args) 
   if (::pclose(pipe) != 0) throw std::runtime_error("failed: " + command);
   while (!output.empty() && output.back() == '\n') output.pop_back();
   return output;
+}
+
+/// The threads of this process, as the kernel counts them.
+inline size_t threads_of_this_process() {
+  size_t count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) {
+    (void)entry;
+    ++count;
+  }
+  return count;
 }
 
 inline std::string env_or_throw(const char* name) {

@@ -218,18 +218,6 @@ TEST_CASE_FIXTURE(pg_fixture, "pg: a burst followed by silence arrives completel
   if (limits_checked) CHECK(done - committed < 1s);
 }
 
-namespace {
-
-size_t threads_of_this_process() {
-  size_t count = 0;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) {
-    (void)entry;
-    ++count;
-  }
-  return count;
-}
-
-}  // namespace
 
 TEST_CASE_FIXTURE(pg_fixture, "pg: the bus starts no thread of its own") {
   auto before = threads_of_this_process();

@@ -571,15 +571,6 @@ struct lookup_gate {
   }
 };
 
-size_t threads_of_this_process() {
-  size_t count = 0;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) {
-    (void)entry;
-    ++count;
-  }
-  return count;
-}
-
 /// The test server under a host name (key=value form, as prepared).
 std::string named_conninfo(const std::string& host) {
   return fmt::format("host={} port={} user=postgres dbname=postgres {}", host,
