@@ -218,7 +218,6 @@ TEST_CASE_FIXTURE(pg_fixture, "pg: a burst followed by silence arrives completel
   if (limits_checked) CHECK(done - committed < 1s);
 }
 
-
 TEST_CASE_FIXTURE(pg_fixture, "pg: the bus starts no thread of its own") {
   auto before = threads_of_this_process();
   start_channels({"threads"});

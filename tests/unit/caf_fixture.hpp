@@ -86,6 +86,15 @@ struct caf_fixture {
 
   caf::actor_clock::time_point now() { return sched.clock().now(); }
 
+  /// The payloads a recorder received in notification batches, in order.
+  std::vector<std::string> payloads(const caf::actor& recorder_handle) {
+    std::vector<std::string> result;
+    for (auto& msg : messages_of(recorder_handle))
+      if (msg.match_elements<notification_batch>())
+        for (auto& n : msg.get_as<notification_batch>(0).notifications) result.push_back(n.payload);
+    return result;
+  }
+
   /// Pops the next message of the scoped actor without blocking (empty if none).
   caf::message next_message() {
     caf::message result;

@@ -89,15 +89,6 @@ struct registry_fixture : caf_fixture {
     sched.run();
   }
 
-  /// The payloads a recorder received in batches, in order.
-  std::vector<std::string> payloads(const caf::actor& who) {
-    std::vector<std::string> result;
-    for (auto& msg : messages_of(who))
-      if (msg.match_elements<notification_batch>())
-        for (auto& n : msg.get_as<notification_batch>(0).notifications) result.push_back(n.payload);
-    return result;
-  }
-
   std::vector<lagged> lags(const caf::actor& who) {
     std::vector<lagged> result;
     for (auto& msg : messages_of(who))
@@ -386,14 +377,6 @@ struct dynamic_fixture : caf_fixture {
   void ack(const caf::actor& who, const std::string& channel, uint32_t count) {
     caf::send_as(who, reg, ack_atom_v, channel, count);
     sched.run();
-  }
-
-  std::vector<std::string> payloads(const caf::actor& who) {
-    std::vector<std::string> result;
-    for (auto& msg : messages_of(who))
-      if (msg.match_elements<notification_batch>())
-        for (auto& n : msg.get_as<notification_batch>(0).notifications) result.push_back(n.payload);
-    return result;
   }
 
   std::vector<std::string> listening() {
