@@ -60,8 +60,8 @@ struct listener_state {
   bus_status status;
   caf::actor_clock::time_point connected_at;
   caf::actor_clock::time_point retry_at;
-  std::vector<notification> buffer;  ///< read, not yet handed to the registry
-  std::deque<command> commands;      ///< the front one is in flight if command_in_flight
+  notification_batch::builder buffer;  ///< read, not yet handed to the registry
+  std::deque<command> commands;        ///< the front one is in flight if command_in_flight
   bool command_in_flight = false;
   uint64_t commands_sent = 0;         ///< numbers commands for their deadlines (0: the connect)
   std::vector<std::string> listened;  ///< acknowledged by the server on this connection
@@ -104,20 +104,13 @@ bus_status current_status(listener_pointer self) {
   return result;
 }
 
-// Notifications read while the LISTENs of a new connection are in flight
-// belong to the generation that their acknowledgement begins.
-uint64_t reading_generation(const listener_state& st) {
-  return st.status.generation + (st.now == phase::subscribing ? 1 : 0);
-}
-
-// Hands the buffered notifications to the registry.
+// Hands the buffered notifications to the registry, in the current generation:
+// what was read while the LISTENs of a new connection were in flight is handed
+// on once their acknowledgement has begun the generation it belongs to.
 void hand_on(listener_pointer self) {
   auto& st = self->state;
   if (st.buffer.empty()) return;
-  auto size = st.buffer.size();
-  self->send(st.registry, received_notifications{std::move(st.buffer)});
-  st.buffer = {};
-  st.buffer.reserve(size);  // the next read is likely as large
+  self->send(st.registry, received_notifications{st.buffer.finish(st.status.generation)});
 }
 
 // The commands of a lost connection: a LISTEN stays wanted (the next
@@ -153,7 +146,7 @@ void drop_connection(listener_pointer self, const std::string& what) {
   auto now = self->clock().now();
   bool was_listening = st.conn && st.now == phase::listening;
   if (st.conn) {
-    st.conn->read(st.buffer, reading_generation(st), SIZE_MAX);
+    st.conn->read(st.buffer, SIZE_MAX);
     if (was_listening)
       hand_on(self);
     else
@@ -337,7 +330,7 @@ void finish_command(listener_pointer self, pg::command_result result) {
 void read_input(listener_pointer self) {
   auto& st = self->state;
   auto before = st.buffer.size();
-  auto outcome = st.conn->read(st.buffer, reading_generation(st), st.settings.max_batch);
+  auto outcome = st.conn->read(st.buffer, st.settings.max_batch);
   if (outcome.lost) return drop_connection(self, "connection lost: " + st.conn->error_message());
   bool got_something = st.buffer.size() > before || outcome.finished.has_value();
   if (outcome.finished) {

@@ -237,10 +237,11 @@ registry_tables tables(const registry_state& st) {
 }
 
 // Delivers one channel's notifications to its subscribers: the whole batch as one
-// shared message to each subscriber with room for it, a copied prefix to one with
-// room for part of it, and a count to one that is lagging.
+// shared message to each subscriber with room for it, a prefix (sharing the
+// batch's buffer) to one with room for part of it, and a count to one that is
+// lagging.
 void dispatch(registry_pointer self, const std::string& channel, std::vector<subscription>& subs,
-              std::vector<notification>&& items) {
+              const notification_batch& items) {
   auto& st = self->state;
   if (subs.empty()) {
     logger()->debug("pgnotify: {} notification(s) on {:?} without subscribers", items.size(),
@@ -248,17 +249,14 @@ void dispatch(registry_pointer self, const std::string& channel, std::vector<sub
     return;
   }
   auto count = static_cast<uint32_t>(items.size());
-  auto shared = caf::make_message(notification_batch{std::move(items)});
-  const auto& all = shared.get_as<notification_batch>(0).notifications;
+  auto shared = caf::make_message(items);
   for (auto& sub : subs) {
     uint32_t room = sub.unreported > 0 ? 0 : sub.bound - std::min(sub.bound, sub.in_flight);
     uint32_t sent = std::min(room, count);
-    if (sent == count) {
+    if (sent == count)
       send_to(self, sub.subscriber, shared);
-    } else if (sent > 0) {
-      send_to(self, sub.subscriber,
-              notification_batch{std::vector<notification>(all.begin(), all.begin() + sent)});
-    }
+    else if (sent > 0)
+      send_to(self, sub.subscriber, items.first(sent));
     sub.in_flight += sent;
     sub.delivered += sent;
     sub.unreported += count - sent;
@@ -268,13 +266,15 @@ void dispatch(registry_pointer self, const std::string& channel, std::vector<sub
   }
 }
 
-void route(registry_pointer self, const std::string& channel, std::vector<notification>&& items) {
-  auto i = self->state.channels.find(channel);
+void route(registry_pointer self, std::string_view channel, const notification_batch& items) {
+  // Channel names are at most 63 bytes: the key fits std::string's small buffer.
+  std::string key{channel};
+  auto i = self->state.channels.find(key);
   if (i == self->state.channels.end()) {
-    logger()->debug("pgnotify: ignoring a notification on unregistered channel {:?}", channel);
+    logger()->debug("pgnotify: ignoring a notification on unregistered channel {:?}", key);
     return;
   }
-  dispatch(self, channel, i->second, std::move(items));
+  dispatch(self, key, i->second, items);
 }
 
 // Internal messages are accepted only from inside: a remote subscriber (the
@@ -367,26 +367,18 @@ registry_actor::behavior_type registry(registry_pointer self, registry_settings 
                 channel, s.subscriber.address(), s.bound, s.in_flight, s.delivered, s.missed});
         return result;
       },
-      [=](received_notifications& batch) {
+      [=](const received_notifications& batch) {
         if (!from_listener(self)) return;
-        auto& items = batch.notifications;
+        const auto& items = batch.notifications;
         self->state.received += items.size();
         if (items.empty()) return;
         // One socket read is almost always one channel: pass it on whole.
-        const auto& first = items.front().channel;
-        if (std::all_of(items.begin(), items.end(),
-                        [&](const notification& n) { return n.channel == first; })) {
-          auto channel = first;
-          return route(self, channel, std::move(items));
-        }
-        std::vector<std::pair<std::string, std::vector<notification>>> groups;
-        for (auto& n : items) {
-          auto g = std::find_if(groups.begin(), groups.end(),
-                                [&](const auto& group) { return group.first == n.channel; });
-          if (g == groups.end()) g = groups.insert(groups.end(), {n.channel, {}});
-          g->second.push_back(std::move(n));
-        }
-        for (auto& [channel, group] : groups) route(self, channel, std::move(group));
+        if (items.one_channel()) return route(self, items.front().channel, items);
+        std::vector<std::string_view> channels;
+        for (const auto& n : items)
+          if (std::find(channels.begin(), channels.end(), n.channel) == channels.end())
+            channels.push_back(n.channel);
+        for (auto channel : channels) route(self, channel, items.only(channel));
       },
       [=](const reconnected& msg) {
         if (!from_listener(self)) return;

@@ -53,16 +53,15 @@ caf::behavior subscriber(caf::stateful_actor<subscriber_state>* self, subscripti
   }
   return {
       [=](const notification_batch& batch) {
-        const auto& items = batch.notifications;
-        if (items.empty()) return;
+        if (batch.empty()) return;
         const auto& cb = self->state.callbacks;
         if (cb.on_batch)
-          cb.on_batch(items);
+          cb.on_batch(batch);
         else
-          for (const auto& n : items) cb.on_notification(n);
+          for (const auto& n : batch) cb.on_notification(n);
         // Acks go to whoever sent the batch: the registry, even behind a bus.
-        self->send(caf::actor_cast<caf::actor>(self->current_sender()), ack_atom_v,
-                   items.front().channel, static_cast<uint32_t>(items.size()));
+        self->send(caf::actor_cast<ack_handle>(self->current_sender()), ack_atom_v,
+                   std::string{batch.front().channel}, static_cast<uint32_t>(batch.size()));
       },
       [=](const lagged& msg) {
         if (self->state.callbacks.on_lagged) self->state.callbacks.on_lagged(msg);

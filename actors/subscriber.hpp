@@ -18,12 +18,13 @@
 namespace pgnotify {
 
 struct subscriber_callbacks {
-  /// Each notification, in order. Required unless on_batch is set.
+  /// Each notification, in order. Required unless on_batch is set. The
+  /// notification views into its batch: copy what must outlive the call.
   std::function<void(const notification&)> on_notification;
   /// Each batch as it arrives (one channel, in order, never empty): for a
   /// consumer that does one thing per batch, say one write. When set, it is
   /// called instead of on_notification. The batch is acked once it returns.
-  std::function<void(const std::vector<notification>&)> on_batch;
+  std::function<void(const notification_batch&)> on_batch;
   /// This subscriber fell behind its bound and missed some notifications.
   std::function<void(const lagged&)> on_lagged;
   /// A reconnect after this subscriber's snapshot (see is_reconnect): notifications

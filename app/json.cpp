@@ -121,7 +121,7 @@ std::string notification_event(const notification& n, std::chrono::system_clock:
   return out;
 }
 
-std::string notification_lines(const std::vector<notification>& batch,
+std::string notification_lines(const notification_batch& batch,
                                std::chrono::system_clock::time_point at) {
   auto timestamp = utc_timestamp(at);
   std::string out;

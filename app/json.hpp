@@ -24,7 +24,7 @@ std::string utc_timestamp(std::chrono::system_clock::time_point when);
 std::string notification_event(const notification& n, std::chrono::system_clock::time_point at);
 /// A batch's lines, each ended by '\n', all with the time `at`: exactly the
 /// notification_event lines, formatted into one string for one write.
-std::string notification_lines(const std::vector<notification>& batch,
+std::string notification_lines(const notification_batch& batch,
                                std::chrono::system_clock::time_point at);
 std::string reconnected_event(uint64_t generation);
 std::string lagged_event(const lagged& msg);

@@ -156,7 +156,7 @@ int listen(app_config& cfg, const app_settings& settings) {
     subscriber_callbacks callbacks;
     // A batch is one write: per-line writes (or flushes) cannot keep up with a
     // burst, and the registry would count the rest as missed.
-    callbacks.on_batch = [](const std::vector<notification>& batch) {
+    callbacks.on_batch = [](const notification_batch& batch) {
       write_stdout(notification_lines(batch, std::chrono::system_clock::now()));
     };
     callbacks.on_lagged = [](const lagged& msg) { print_line(lagged_event(msg)); };

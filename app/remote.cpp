@@ -13,7 +13,7 @@
 namespace pgnotify::app {
 
 std::string protocol_of(const std::set<std::string>& interface) {
-  // CAF writes an atom of a signature as its text: caf::replies_to<pgnotify2>::with<@u32>
+  // CAF writes an atom of a signature as its text: caf::replies_to<pgnotify3>::with<@u32>
   const std::string marker = "caf::replies_to<pgnotify";
   for (const auto& signature : interface) {
     if (signature.compare(0, marker.size(), marker) != 0) continue;

@@ -1,5 +1,6 @@
 #include "subscribers.hpp"
 
+#include <charconv>
 #include <cstdlib>
 
 #include <caf/event_based_actor.hpp>
@@ -17,11 +18,10 @@ void common_callbacks(subscriber_callbacks& callbacks, const caf::actor& probe) 
 }
 
 void ack(caf::event_based_actor* self, const notification_batch& batch) {
-  const auto& items = batch.notifications;
-  if (items.empty()) return;
+  if (batch.empty()) return;
   // To whoever sent the batch: the registry, even behind the bus.
-  self->send(caf::actor_cast<caf::actor>(self->current_sender()), ack_atom_v, items.front().channel,
-             static_cast<uint32_t>(items.size()));
+  self->send(caf::actor_cast<ack_handle>(self->current_sender()), ack_atom_v,
+             std::string{batch.front().channel}, static_cast<uint32_t>(batch.size()));
 }
 
 caf::behavior stalled_subscriber(caf::event_based_actor* self, caf::actor probe) {
@@ -34,7 +34,7 @@ caf::behavior stalled_subscriber(caf::event_based_actor* self, caf::actor probe)
         auto delivered = std::make_shared<uint64_t>(0);
         self->become(
             [=](const notification_batch& batch) {
-              *delivered += batch.notifications.size();
+              *delivered += batch.size();
               ack(self, batch);
             },
             [=](const lagged& msg) {
@@ -50,7 +50,7 @@ caf::behavior counting_actor(caf::event_based_actor* self, std::shared_ptr<strea
   return {
       [=](const notification_batch& batch) {
         ++tally->batches;
-        for (const auto& n : batch.notifications) tally->count(n, probe);
+        for (const auto& n : batch) tally->count(n, probe);
         ack(self, batch);
       },
       [=](const lagged& msg) { caf::anon_send(probe, msg); },
@@ -81,8 +81,9 @@ subscriber_callbacks latency_callbacks(std::shared_ptr<latency_log> log, caf::ac
   log->latencies.reserve(log->expected);
   callbacks.on_notification = [log, probe](const notification& n) {
     auto now = monotonic_ns();
-    log->latencies.push_back(
-        static_cast<int64_t>(now - std::strtoull(n.payload.c_str(), nullptr, 10)));
+    uint64_t sent = 0;  // the payload is a view: not NUL-terminated
+    std::from_chars(n.payload.data(), n.payload.data() + n.payload.size(), sent);
+    log->latencies.push_back(static_cast<int64_t>(now - sent));
     if (log->latencies.size() == log->expected) caf::anon_send(probe, done_atom_v);
   };
   return callbacks;

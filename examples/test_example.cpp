@@ -47,7 +47,7 @@ int main() {
   auto resyncs = std::make_shared<int>(0);
   pgnotify::subscriber_callbacks on;
   on.on_notification = [received](const pgnotify::notification& n) {
-    received->push_back(n.payload);
+    received->emplace_back(n.payload);  // a view into its batch: copied
   };
   on.on_reconnected = [resyncs](uint64_t) { ++*resyncs; };
   auto sub = pgnotify::spawn_subscriber(sys, *bus, {{"orders"}, std::nullopt}, on);

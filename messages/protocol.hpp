@@ -15,6 +15,8 @@
 #include <caf/type_id.hpp>
 #include <caf/typed_actor.hpp>
 
+#include "notification_batch.hpp"
+
 // Atoms (at most 10 characters). CAF 0.17's CAF_ADD_ATOM assigns no type ID, so
 // the atoms may precede the type ID block in messages/type_ids.hpp.
 CAF_ADD_ATOM(pgnotify, pgnotify, subscribe_atom, "subscribe")
@@ -34,7 +36,7 @@ CAF_ADD_ATOM(pgnotify, pgnotify, listen_atom, "listen")
 CAF_ADD_ATOM(pgnotify, pgnotify, unlisten_atom, "unlisten")
 CAF_ADD_ATOM(pgnotify, pgnotify, listening_atom, "listening")
 // The protocol version in bus_actor's interface: "pgnotify" + protocol_version.
-CAF_ADD_ATOM(pgnotify, pgnotify, protocol_atom, "pgnotify2")
+CAF_ADD_ATOM(pgnotify, pgnotify, protocol_atom, "pgnotify3")
 
 namespace pgnotify {
 
@@ -42,28 +44,23 @@ namespace pgnotify {
 /// node's remote_actor<bus_actor> refuses a bus of another version
 /// (unexpected_actor_messaging_interface; the error's context holds both
 /// interfaces). Version 1 had no marker, and its nodes accept a newer bus.
-constexpr uint32_t protocol_version = 2;
-
-/// One NOTIFY as PostgreSQL delivered it.
-struct notification {
-  std::string channel;
-  std::string payload;      ///< byte for byte as sent; may be empty
-  int32_t backend_pid = 0;  ///< the notifying backend
-  uint64_t generation = 0;  ///< the connection generation it arrived in (>= 1)
-};
-
-/// Notifications of one channel from one socket read, in arrival order.
-/// registry -> subscriber. The registry sends one shared message to every
-/// subscriber that has room for all of it; the subscriber acks its size.
-struct notification_batch {
-  std::vector<notification> notifications;
-};
+constexpr uint32_t protocol_version = 3;
 
 /// Everything one socket read delivered, any channels, in arrival order.
-/// listener -> registry.
+/// listener -> registry. The registry hands it on whole to the subscribers of
+/// its channel (the usual case: one channel per read), or split by channel.
 struct received_notifications {
-  std::vector<notification> notifications;
+  notification_batch notifications;
 };
+
+/// registry -> subscriber: a notification_batch of one channel (see
+/// notification_batch.hpp). The registry sends the same batch to every
+/// subscriber that has room for all of it; the subscriber acks its size.
+
+/// A subscriber's view of the sender of its batches: the registry, to which it
+/// sends nothing but acks (the registry checks them, and refuses anything
+/// internal from anyone but the listener and the bus).
+using ack_handle = caf::typed_actor<caf::reacts_to<ack_atom, std::string, uint32_t>>;
 
 /// registry -> subscriber: exactly `missed` notifications of `channel` were not
 /// delivered to this subscriber because it exceeded its bound. Sent once it has
@@ -157,17 +154,6 @@ struct bus_stats {
   uint64_t refused_unsubscribes = 0;
   registry_tables tables;
 };
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, notification& x) {
-  return f(caf::meta::type_name("pgnotify.notification"), x.channel, x.payload, x.backend_pid,
-           x.generation);
-}
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, notification_batch& x) {
-  return f(caf::meta::type_name("pgnotify.notification_batch"), x.notifications);
-}
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, received_notifications& x) {

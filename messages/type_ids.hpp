@@ -8,8 +8,8 @@
 #include "protocol.hpp"
 
 CAF_BEGIN_TYPE_ID_BLOCK(pgnotify, caf::first_custom_type_id)
-CAF_ADD_TYPE_ID(pgnotify, (pgnotify::notification))
-CAF_ADD_TYPE_ID(pgnotify, (std::vector<pgnotify::notification>))
+CAF_ADD_TYPE_ID(pgnotify, (pgnotify::notification_batch::wire_item))
+CAF_ADD_TYPE_ID(pgnotify, (std::vector<pgnotify::notification_batch::wire_item>))
 CAF_ADD_TYPE_ID(pgnotify, (pgnotify::notification_batch))
 CAF_ADD_TYPE_ID(pgnotify, (pgnotify::received_notifications))
 CAF_ADD_TYPE_ID(pgnotify, (pgnotify::lagged))

@@ -54,11 +54,10 @@ class connection {
   /// writable), -1 the connection is broken.
   virtual int flush() = 0;
 
-  /// Reads what has arrived without blocking, appends at most `max`
-  /// notifications (stamped with `generation`) to `out`, and reports a finished
-  /// command. After `lost`, the notifications read before the failure are in
-  /// `out` already.
-  virtual read_outcome read(std::vector<notification>& out, uint64_t generation, size_t max) = 0;
+  /// Reads what has arrived without blocking, adds at most `max`
+  /// notifications to `out`, and reports a finished command. After `lost`, the
+  /// notifications read before the failure are in `out` already.
+  virtual read_outcome read(notification_batch::builder& out, size_t max) = 0;
 
   /// True while the TLS layer holds decrypted input that the socket will not
   /// report again: read it before waiting for the socket.

@@ -169,7 +169,7 @@ void pq_connection::collect_results(read_outcome& outcome) {
   }
 }
 
-read_outcome pq_connection::read(std::vector<notification>& out, uint64_t generation, size_t max) {
+read_outcome pq_connection::read(notification_batch::builder& out, size_t max) {
   read_outcome outcome;
   if (conn_ == nullptr) {  // still resolving, or the lookup failed
     outcome.lost = true;
@@ -182,7 +182,7 @@ read_outcome pq_connection::read(std::vector<notification>& out, uint64_t genera
   while (taken < max) {
     PGnotify* n = PQnotifies(conn_);
     if (n == nullptr) break;
-    out.push_back(notification{n->relname, n->extra, n->be_pid, generation});
+    out.add(n->relname, n->extra, n->be_pid);  // the one copy of it
     PQfreemem(n);
     ++taken;
   }

@@ -32,7 +32,7 @@ class pq_connection final : public connection {
   connect_progress continue_connect() override;
   bool send_command(const std::string& sql) override;
   int flush() override;
-  read_outcome read(std::vector<notification>& out, uint64_t generation, size_t max) override;
+  read_outcome read(notification_batch::builder& out, size_t max) override;
   bool has_pending_input() override;
   void await(readiness what, uint64_t token) override;
   std::string error_message() override;

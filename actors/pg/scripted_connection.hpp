@@ -52,7 +52,7 @@ class scripted_server : public std::enable_shared_from_this<scripted_server> {
   /// A notification arrives on the current connection.
   void notify(std::string channel, std::string payload, int32_t pid = 4242) {
     if (auto link = current_) {
-      link->inbox.push_back({std::move(channel), std::move(payload), pid, 0});
+      link->inbox.push_back({std::move(channel), std::move(payload), pid});
       signal(*link);
     }
   }
@@ -62,7 +62,7 @@ class scripted_server : public std::enable_shared_from_this<scripted_server> {
   /// has_pending_input() before waiting sees it.
   void notify_inside_tls(std::string channel, std::string payload, int32_t pid = 4242) {
     if (auto link = current_)
-      link->tls_buffer.push_back({std::move(channel), std::move(payload), pid, 0});
+      link->tls_buffer.push_back({std::move(channel), std::move(payload), pid});
   }
 
   /// The current connection breaks (its next read reports the loss).
@@ -105,8 +105,8 @@ class scripted_server : public std::enable_shared_from_this<scripted_server> {
  private:
   struct link {
     caf::actor listener;
-    std::deque<notification> inbox;
-    std::deque<notification> tls_buffer;
+    std::deque<notification_batch::wire_item> inbox;
+    std::deque<notification_batch::wire_item> tls_buffer;
     std::deque<command_result> ready;       ///< answered commands, not yet read
     std::optional<command_result> hanging;  ///< held back until answer_hanging_command()
     std::vector<std::string> listening;
@@ -207,17 +207,18 @@ class scripted_server : public std::enable_shared_from_this<scripted_server> {
 
     int flush() override { return link_->lost ? -1 : 0; }
 
-    read_outcome read(std::vector<notification>& out, uint64_t generation, size_t max) override {
+    read_outcome read(notification_batch::builder& out, size_t max) override {
       if (server_->next_read_throws) {
         server_->next_read_throws = false;
         throw std::logic_error("scripted bug");
       }
       read_outcome outcome;
       // What OpenSSL decrypted during the previous read comes first.
-      auto take_from = [&](std::deque<notification>& queue) {
-        while (!queue.empty() && out.size() < max) {
-          out.push_back(std::move(queue.front()));
-          out.back().generation = generation;
+      size_t taken = 0;
+      auto take_from = [&](std::deque<notification_batch::wire_item>& queue) {
+        for (; !queue.empty() && taken < max; ++taken) {
+          const auto& n = queue.front();
+          out.add(n.channel, n.payload, n.backend_pid);
           queue.pop_front();
         }
       };

@@ -39,12 +39,13 @@ caf::behavior forger(caf::stateful_actor<forger_state>* self, bus_actor bus, std
   return {
       [=](const notification_batch& batch) {
         auto& st = self->state;
-        st.received += batch.notifications.size();
+        st.received += batch.size();
         if (!st.forged) {
           st.forged = true;
           auto registry = caf::actor_cast<caf::actor>(self->current_sender());
           self->send(registry, reconnected{99});
-          self->send(registry, received_notifications{{{channel, "forged", 1, 99}}});
+          self->send(registry, received_notifications{
+                                   notification_batch::from_wire({{channel, "forged", 1}}, 99)});
           self->send(registry, caf::actor_cast<listener_actor>(self));
           // Acks it cannot owe: more than it has in flight, another channel.
           self->send(registry, ack_atom_v, channel, uint32_t{1000000});

@@ -89,10 +89,18 @@ inline std::string server_uri() {
   return uri;
 }
 
+/// A notification copied out of its batch (a notification views into it).
+struct owned_notification {
+  std::string channel;
+  std::string payload;
+  int32_t backend_pid = 0;
+  uint64_t generation = 0;
+};
+
 /// What a forwarding subscriber tells the probe: which subscriber, and what.
 struct tagged_notification {
   std::string tag;
-  notification n;
+  owned_notification n;
 };
 
 struct pg_fixture {
@@ -165,7 +173,10 @@ struct pg_fixture {
                  std::optional<uint32_t> bound = {}) {
     subscriber_callbacks cb;
     auto target = caf::actor{probe};
-    cb.on_notification = [target, tag](const notification& n) { caf::anon_send(target, tag, n); };
+    cb.on_notification = [target, tag](const notification& n) {
+      caf::anon_send(target, tag, std::string{n.channel}, std::string{n.payload}, n.backend_pid,
+                     n.generation);
+    };
     cb.on_lagged = [target](const lagged& l) { caf::anon_send(target, l); };
     cb.on_subscribed = [target](uint64_t) { caf::anon_send(target, caf::ok_atom_v); };
     cb.on_error = [target](const caf::error& e) { caf::anon_send(target, e); };
@@ -178,8 +189,9 @@ struct pg_fixture {
   tagged_notification next_notification() {
     tagged_notification result;
     probe->receive(
-        [&](std::string& tag, notification& n) {
-          result = {tag, n};
+        [&](std::string& tag, std::string& channel, std::string& payload, int32_t pid,
+            uint64_t generation) {
+          result = {tag, {channel, payload, pid, generation}};
         },
         [](const lagged& l) {
           throw std::runtime_error(fmt::format("unexpected lagged: {}", l.missed));

@@ -83,7 +83,7 @@ TEST_CASE_FIXTURE(
   CHECK(status().last_error.find("connection") != std::string::npos);
   notify("k1", "after-1");
   notify("k2", "after-2");
-  std::map<std::string, notification> got;
+  std::map<std::string, owned_notification> got;
   for (int i = 0; i < 2; ++i) {
     auto n = next_notification();
     got[n.tag] = n.n;
@@ -193,8 +193,8 @@ TEST_CASE_FIXTURE(pg_fixture, "pg: a burst followed by silence arrives completel
   cb.on_notification = [seen, target](const notification& n) {
     // Payloads alternate between 10 and 7,000 bytes and carry their number.
     auto size = seen->next % 2 == 0 ? 7000u : 10u;
-    seen->in_order =
-        seen->in_order && n.payload.size() == size && std::stoi(n.payload) == seen->next;
+    seen->in_order = seen->in_order && n.payload.size() == size &&
+                     std::stoi(std::string{n.payload}) == seen->next;
     if (seen->next++ == count) caf::anon_send(target, caf::ok_atom_v);
   };
   cb.on_lagged = [target](const lagged&) { caf::anon_send(target, caf::error{}); };

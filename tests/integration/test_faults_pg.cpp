@@ -321,9 +321,9 @@ TEST_CASE_FIXTURE(pg_fixture,
   while (got.size() < 10) {
     stalled->receive(
         [&](const notification_batch& batch) {
-          for (const auto& n : batch.notifications) got.push_back(n.payload);
+          for (const auto& n : batch) got.emplace_back(n.payload);
           stalled->send(caf::actor_cast<caf::actor>(stalled->current_sender()), ack_atom_v,
-                        std::string{"stall"}, static_cast<uint32_t>(batch.notifications.size()));
+                        std::string{"stall"}, static_cast<uint32_t>(batch.size()));
         },
         caf::after(patience) >> [] { FAIL("stalled subscriber got nothing"); });
   }
@@ -335,7 +335,10 @@ TEST_CASE_FIXTURE(pg_fixture,
   CHECK(missed == count - 10);
   notify("stall", "next");
   stalled->receive(
-      [&](const notification_batch& batch) { CHECK(batch.notifications.at(0).payload == "next"); },
+      [&](const notification_batch& batch) {
+        REQUIRE(!batch.empty());
+        CHECK(batch[0].payload == "next");
+      },
       caf::after(patience) >> [] { FAIL("stream did not continue"); });
 }
 
@@ -436,7 +439,7 @@ TEST_CASE_FIXTURE(pg_fixture,
   cb.on_notification = [seen, target](const notification& n) {
     if (n.payload == "end") return caf::anon_send(target, caf::ok_atom_v);
     std::lock_guard<std::mutex> guard{seen->mtx};
-    seen->got.emplace_back(std::stoll(n.payload), n.generation);
+    seen->got.emplace_back(std::stoll(std::string{n.payload}), n.generation);
   };
   cb.on_subscribed = [target](uint64_t) { caf::anon_send(target, caf::ok_atom_v); };
   helpers.push_back(spawn_subscriber(sys, bus, subscriber_options{{"storm"}, 1u << 24}, cb));

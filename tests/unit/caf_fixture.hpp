@@ -91,7 +91,7 @@ struct caf_fixture {
     std::vector<std::string> result;
     for (auto& msg : messages_of(recorder_handle))
       if (msg.match_elements<notification_batch>())
-        for (auto& n : msg.get_as<notification_batch>(0).notifications) result.push_back(n.payload);
+        for (const auto& n : msg.get_as<notification_batch>(0)) result.emplace_back(n.payload);
     return result;
   }
 

@@ -41,9 +41,10 @@ TEST_CASE("json: event lines match DESIGN.md") {
 
 TEST_CASE("json: a batch is its notification lines each ended by a newline") {
   auto at = std::chrono::system_clock::time_point{std::chrono::microseconds{1795748400123456}};
-  std::vector<notification> batch{{"c", "p", 123, 1},
-                                  {"Weird \"Name\"", "line\nbreak \xFF \u2713", -1, 7},
-                                  {"c", std::string(7999, 'x'), 2147483647, 18446744073709551615u}};
+  auto batch = notification_batch::from_wire({{"c", "p", 123},
+                                              {"Weird \"Name\"", "line\nbreak \xFF \u2713", -1},
+                                              {"c", std::string(7999, 'x'), 2147483647}},
+                                             18446744073709551615u);
   std::string expected;
   for (const auto& n : batch) expected += notification_event(n, at) + "\n";
   CHECK(notification_lines(batch, at) == expected);

@@ -60,8 +60,8 @@ struct listener_fixture : caf_fixture {
       if (msg.match_elements<reconnected>())
         result.push_back("reconnected " + std::to_string(msg.get_as<reconnected>(0).generation));
       else if (msg.match_elements<received_notifications>())
-        for (auto& n : msg.get_as<received_notifications>(0).notifications)
-          result.push_back(n.payload + " @" + std::to_string(n.generation));
+        for (const auto& n : msg.get_as<received_notifications>(0).notifications)
+          result.push_back(std::string{n.payload} + " @" + std::to_string(n.generation));
     return result;
   }
 
@@ -527,7 +527,7 @@ TEST_CASE_FIXTURE(listener_fixture,
     if (msg.match_elements<reconnected>())
       seen.push_back("reconnected " + std::to_string(msg.get_as<reconnected>(0).generation));
     if (msg.match_elements<notification_batch>())
-      for (auto& n : msg.get_as<notification_batch>(0).notifications) seen.push_back(n.payload);
+      for (const auto& n : msg.get_as<notification_batch>(0)) seen.emplace_back(n.payload);
   }
   CHECK(seen == std::vector<std::string>{"reconnected 2", "after the restart"});
 }

@@ -77,10 +77,9 @@ struct registry_fixture : caf_fixture {
 
   /// One socket read with notifications "<channel>:<first>" ... on `channel`.
   void deliver(const std::string& channel, int first, int count) {
-    received_notifications batch;
-    for (int i = first; i < first + count; ++i)
-      batch.notifications.push_back({channel, std::to_string(i), 42, 1});
-    self->send(reg, std::move(batch));
+    notification_batch::builder batch;
+    for (int i = first; i < first + count; ++i) batch.add(channel, std::to_string(i), 42);
+    self->send(reg, received_notifications{batch.finish(1)});
     sched.run();
   }
 
@@ -139,10 +138,9 @@ TEST_CASE_FIXTURE(registry_fixture, "registry: a mixed read is split by channel 
   auto sa = spawn_recorder(), sb = spawn_recorder();
   subscribe("a", sa);
   subscribe("b", sb);
-  received_notifications mixed;
-  mixed.notifications = {
-      {"a", "1", 1, 1}, {"b", "2", 1, 1}, {"a", "3", 1, 1}, {"zzz", "4", 1, 1}, {"b", "5", 1, 1}};
-  self->send(reg, std::move(mixed));
+  auto mixed = notification_batch::from_wire(
+      {{"a", "1", 1}, {"b", "2", 1}, {"a", "3", 1}, {"zzz", "4", 1}, {"b", "5", 1}}, 1);
+  self->send(reg, received_notifications{mixed});
   sched.run();
   CHECK(payloads(sa) == std::vector<std::string>{"1", "3"});
   CHECK(payloads(sb) == std::vector<std::string>{"2", "5"});
@@ -516,7 +514,8 @@ TEST_CASE_FIXTURE(
   next_message();
   // The forger sends what only the listener may send, and a listener handle.
   caf::anon_send(reg, reconnected{99});
-  caf::send_as(forger, reg, received_notifications{{{"a", "made up", 1, 99}}});
+  caf::send_as(forger, reg,
+               received_notifications{notification_batch::from_wire({{"a", "made up", 1}}, 99)});
   caf::send_as(forger, reg, caf::actor_cast<listener_actor>(forger));
   sched.run();
   CHECK(messages_of(honest).empty());
@@ -788,8 +787,8 @@ TEST_CASE_FIXTURE(churn_fixture,
     auto& messages = messages_of(s.handle);
     for (; s.seen < messages.size(); ++s.seen)
       if (messages[s.seen].match_elements<notification_batch>()) {
-        const auto& items = messages[s.seen].get_as<notification_batch>(0).notifications;
-        s.unacked[items.front().channel] += static_cast<uint32_t>(items.size());
+        const auto& items = messages[s.seen].get_as<notification_batch>(0);
+        s.unacked[std::string{items.front().channel}] += static_cast<uint32_t>(items.size());
       }
   };
   // What the registry must hold now that everything sent has been handled.

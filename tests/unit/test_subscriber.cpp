@@ -36,7 +36,7 @@ struct subscriber_fixture : caf_fixture {
                                                             std::optional<uint32_t> bound = {}) {
     auto log = std::make_shared<seen>();
     subscriber_callbacks cb;
-    cb.on_notification = [log](const notification& n) { log->payloads.push_back(n.payload); };
+    cb.on_notification = [log](const notification& n) { log->payloads.emplace_back(n.payload); };
     cb.on_reconnected = [log](uint64_t g) { log->reconnects.push_back(g); };
     cb.on_generation = [log](uint64_t g) { log->generations.push_back(g); };
     cb.on_lagged = [log](const lagged& l) { log->lags.push_back(l); };
@@ -54,10 +54,9 @@ struct subscriber_fixture : caf_fixture {
   }
 
   void deliver(int first, int count) {
-    received_notifications batch;
-    for (int i = first; i < first + count; ++i)
-      batch.notifications.push_back({"a", std::to_string(i), 1, 1});
-    self->send(reg, std::move(batch));
+    notification_batch::builder batch;
+    for (int i = first; i < first + count; ++i) batch.add("a", std::to_string(i), 1);
+    self->send(reg, received_notifications{batch.finish(1)});
     sched.run();
   }
 };
@@ -112,9 +111,9 @@ TEST_CASE_FIXTURE(subscriber_fixture,
   auto singles = std::make_shared<size_t>(0);
   subscriber_callbacks cb;
   cb.on_notification = [singles](const notification&) { ++*singles; };
-  cb.on_batch = [batches](const std::vector<notification>& batch) {
+  cb.on_batch = [batches](const notification_batch& batch) {
     auto& payloads = batches->emplace_back();
-    for (const auto& n : batch) payloads.push_back(n.payload);
+    for (const auto& n : batch) payloads.emplace_back(n.payload);
   };
   auto helper = stopped_at_exit(spawn_subscriber(sys, reg, subscriber_options{{"a"}, 5}, cb));
   sched.run();

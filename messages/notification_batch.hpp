@@ -1,0 +1,178 @@
+// Notifications on the hot path. A notification_batch keeps every channel name
+// and payload of one socket read in one buffer: each NOTIFY is copied once, from
+// libpq's PGnotify into the batch, and the batch is shared, never copied, by
+// every subscriber it reaches. A notification is a view into its batch.
+#pragma once
+
+#include <cstdint>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include <caf/error.hpp>
+#include <caf/meta/load_callback.hpp>
+#include <caf/meta/type_name.hpp>
+
+namespace pgnotify {
+
+/// One NOTIFY as PostgreSQL delivered it: a view into the batch that carries
+/// it, valid while the batch lives (in a subscriber's callback: until the
+/// callback returns). Copy what must outlive it.
+struct notification {
+  std::string_view channel;
+  std::string_view payload;  ///< byte for byte as sent; may be empty
+  int32_t backend_pid = 0;   ///< the notifying backend
+  uint64_t generation = 0;   ///< the connection generation it arrived in (>= 1)
+};
+
+/// Notifications in arrival order, all of one generation; immutable and cheap
+/// to copy (copies share the buffer).
+class notification_batch {
+ public:
+  class builder;
+  class const_iterator;
+  using value_type = notification;
+  using size_type = size_t;
+
+  notification_batch() = default;
+
+  size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
+  uint64_t generation() const noexcept;
+
+  notification operator[](size_t index) const noexcept;
+  notification front() const noexcept { return (*this)[0]; }
+  const_iterator begin() const noexcept;
+  const_iterator end() const noexcept;
+
+  /// True if every notification is of the first one's channel.
+  bool one_channel() const noexcept;
+  /// The first `count` (at most size()) notifications, sharing this buffer.
+  notification_batch first(size_t count) const;
+  /// The notifications of `channel`, in order, copied into a new batch.
+  notification_batch only(std::string_view channel) const;
+
+  /// The form a batch takes on the wire: one element per notification.
+  struct wire_item {
+    std::string channel;
+    std::string payload;
+    int32_t backend_pid = 0;
+  };
+  std::vector<wire_item> to_wire() const;
+  static notification_batch from_wire(const std::vector<wire_item>& items, uint64_t generation);
+
+ private:
+  struct entry {
+    uint32_t channel_offset;
+    uint32_t channel_size;
+    uint32_t payload_offset;
+    uint32_t payload_size;
+    int32_t backend_pid;
+  };
+  struct storage {
+    std::string text;  ///< channel names and payloads, back to back
+    std::vector<entry> entries;
+    uint64_t generation = 0;
+  };
+
+  std::shared_ptr<const storage> data_;
+  size_t size_ = 0;  ///< a prefix of data_->entries
+};
+
+/// Builds a batch: one copy of each notification into one growing buffer (a
+/// channel name repeated from the previous notification is not copied again).
+class notification_batch::builder {
+ public:
+  void add(std::string_view channel, std::string_view payload, int32_t backend_pid);
+  size_t size() const noexcept { return data_ ? data_->entries.size() : 0; }
+  bool empty() const noexcept { return size() == 0; }
+  /// The batch built so far, of `generation`; the builder starts a new one,
+  /// with room for one as large.
+  notification_batch finish(uint64_t generation);
+  /// Forgets what was added.
+  void clear() noexcept { data_.reset(); }
+
+ private:
+  std::shared_ptr<storage> data_;
+  size_t text_hint_ = 0;
+  size_t entries_hint_ = 0;
+};
+
+class notification_batch::const_iterator {
+ public:
+  using iterator_category = std::input_iterator_tag;
+  using value_type = notification;
+  using difference_type = std::ptrdiff_t;
+  using pointer = void;
+  using reference = notification;
+
+  const_iterator(const notification_batch* batch, size_t index) : batch_(batch), index_(index) {}
+  notification operator*() const noexcept { return (*batch_)[index_]; }
+  const_iterator& operator++() noexcept {
+    ++index_;
+    return *this;
+  }
+  const_iterator operator++(int) noexcept {
+    auto result = *this;
+    ++index_;
+    return result;
+  }
+  friend bool operator==(const const_iterator& x, const const_iterator& y) noexcept {
+    return x.index_ == y.index_;
+  }
+  friend bool operator!=(const const_iterator& x, const const_iterator& y) noexcept {
+    return x.index_ != y.index_;
+  }
+
+ private:
+  const notification_batch* batch_;
+  size_t index_;
+};
+
+inline notification_batch::const_iterator notification_batch::begin() const noexcept {
+  return {this, 0};
+}
+
+inline notification_batch::const_iterator notification_batch::end() const noexcept {
+  return {this, size_};
+}
+
+inline notification notification_batch::operator[](size_t index) const noexcept {
+  const auto& e = data_->entries[index];
+  const char* text = data_->text.data();
+  return notification{std::string_view{text + e.channel_offset, e.channel_size},
+                      std::string_view{text + e.payload_offset, e.payload_size}, e.backend_pid,
+                      data_->generation};
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, notification_batch::wire_item& x) {
+  return f(caf::meta::type_name("pgnotify.notification"), x.channel, x.payload, x.backend_pid);
+}
+
+// On the wire a batch is its generation and its notifications; the shared
+// buffer is rebuilt on arrival.
+template <class Inspector>
+std::enable_if_t<Inspector::reads_state, typename Inspector::result_type> inspect(
+    Inspector& f, const notification_batch& x) {
+  auto generation = x.generation();
+  auto items = x.to_wire();
+  return f(caf::meta::type_name("pgnotify.notification_batch"), generation, items);
+}
+
+template <class Inspector>
+std::enable_if_t<Inspector::writes_state, typename Inspector::result_type> inspect(
+    Inspector& f, notification_batch& x) {
+  uint64_t generation = 0;
+  std::vector<notification_batch::wire_item> items;
+  return f(caf::meta::type_name("pgnotify.notification_batch"), generation, items,
+           caf::meta::load_callback([&]() -> caf::error {
+             x = notification_batch::from_wire(items, generation);
+             return caf::none;
+           }));
+}
+
+}  // namespace pgnotify
