@@ -85,7 +85,7 @@ app_config::app_config() {
       .add<std::string>("tls-key", "serve, --remote: the certificate's private key (PEM)")
       .add<std::string>("tls-ca", "serve, --remote: the CA certificates a peer's must chain to")
       .add<caf::timespan>("tls-handshake-timeout",
-                          "serve: a TLS peer that has not finished its handshake by then is cut");
+                          "serve: a TLS handshake waiting that long for the peer is cut");
 }
 
 invocation parse_command_line(app_config& cfg, const std::vector<std::string>& args) {
