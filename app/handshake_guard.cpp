@@ -5,24 +5,20 @@
 #include <fcntl.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
-#include <poll.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
-#include <cstdio>
+#include <cstddef>
 #include <cstdlib>
-#include <fstream>
-#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
-#include <caf/event_based_actor.hpp>
 
 #include <pgnotify/actors/log.hpp>
 
@@ -47,14 +43,14 @@ class owned_fd {
   int fd_;
 };
 
-/// One TCP connection of this process, through a duplicate of its descriptor:
+/// One TCP socket of this process, through a duplicate of its descriptor:
 /// whatever its owner does meanwhile, every call here reaches this socket.
-struct connection {
+struct tcp_socket {
   owned_fd fd;
   uint64_t inode = 0;
+  bool listening = false;
   uint16_t local_port = 0;
-  uint16_t peer_port = 0;
-  std::string peer;  ///< "address:port"
+  uint16_t peer_port = 0;  ///< 0 if listening
 };
 
 uint16_t port_of(const sockaddr_storage& addr) {
@@ -72,6 +68,14 @@ std::string address_of(const sockaddr_storage& addr) {
                                     : fmt::format("{}:{}", text, port_of(addr));
 }
 
+/// The peer of connected socket `fd`, "address:port" ("?" if unknown).
+std::string peer_of(int fd) {
+  sockaddr_storage peer{};
+  socklen_t length = sizeof peer;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length) != 0) return "?";
+  return address_of(peer);
+}
+
 int socket_option(int fd, int name) {
   int value = -1;
   socklen_t length = sizeof value;
@@ -79,10 +83,11 @@ int socket_option(int fd, int name) {
   return value;
 }
 
-/// The descriptors of this process whose /proc/self/fd link starts with `kind`
-/// ("socket:[", "anon_inode:[eventpoll]"), with what follows the prefix.
-std::vector<std::pair<int, std::string>> descriptors(const std::string& kind) {
-  std::vector<std::pair<int, std::string>> result;
+/// The descriptors of this process that are sockets, with their inodes
+/// (/proc/self/fd/N links to "socket:[INODE]").
+std::vector<std::pair<int, uint64_t>> socket_descriptors() {
+  const std::string kind = "socket:[";
+  std::vector<std::pair<int, uint64_t>> result;
   DIR* dir = opendir("/proc/self/fd");
   if (dir == nullptr) return result;
   while (auto* entry = readdir(dir)) {
@@ -94,171 +99,105 @@ std::vector<std::pair<int, std::string>> descriptors(const std::string& kind) {
     if (n <= 0) continue;
     std::string target{link, static_cast<size_t>(n)};
     if (target.compare(0, kind.size(), kind) == 0)
-      result.emplace_back(static_cast<int>(fd), target.substr(kind.size()));
+      result.emplace_back(static_cast<int>(fd),
+                          std::strtoull(target.c_str() + kind.size(), nullptr, 10));
   }
   closedir(dir);
   return result;
 }
 
-/// The TCP connection (not a listener) behind descriptor `fd` if it is still
-/// the socket `inode`.
-std::optional<connection> connection_of(int fd, uint64_t inode) {
+/// The TCP socket behind descriptor `fd` if it is still the socket `inode`.
+std::optional<tcp_socket> tcp_socket_of(int fd, uint64_t inode) {
   owned_fd dup{fcntl(fd, F_DUPFD_CLOEXEC, 0)};
   struct stat st;
   // The descriptor may have been closed and reused since `inode` was read.
   if (dup.get() < 0 || fstat(dup.get(), &st) != 0 || st.st_ino != inode) return std::nullopt;
   int domain = socket_option(dup.get(), SO_DOMAIN);
+  int listening = socket_option(dup.get(), SO_ACCEPTCONN);
   if ((domain != AF_INET && domain != AF_INET6) ||
-      socket_option(dup.get(), SO_TYPE) != SOCK_STREAM ||
-      socket_option(dup.get(), SO_ACCEPTCONN) != 0)
+      socket_option(dup.get(), SO_TYPE) != SOCK_STREAM || listening < 0)
     return std::nullopt;
   sockaddr_storage local{}, peer{};
   socklen_t local_length = sizeof local, peer_length = sizeof peer;
-  if (getsockname(dup.get(), reinterpret_cast<sockaddr*>(&local), &local_length) != 0 ||
-      getpeername(dup.get(), reinterpret_cast<sockaddr*>(&peer), &peer_length) != 0)
+  if (getsockname(dup.get(), reinterpret_cast<sockaddr*>(&local), &local_length) != 0)
     return std::nullopt;
-  return connection{std::move(dup), inode, port_of(local), port_of(peer), address_of(peer)};
+  if (listening != 0) return tcp_socket{std::move(dup), inode, true, port_of(local), 0};
+  if (getpeername(dup.get(), reinterpret_cast<sockaddr*>(&peer), &peer_length) != 0)
+    return std::nullopt;  // not connected (yet, or any more)
+  return tcp_socket{std::move(dup), inode, false, port_of(local), port_of(peer)};
 }
 
-/// Every connected TCP socket of this process (no listeners), once each.
-std::vector<connection> connections() {
-  std::vector<connection> result;
-  for (auto& [fd, rest] : descriptors("socket:[")) {
-    uint64_t inode = std::strtoull(rest.c_str(), nullptr, 10);
+/// Every listening or connected TCP socket of this process, once each.
+std::vector<tcp_socket> tcp_sockets() {
+  std::vector<tcp_socket> result;
+  for (auto& [fd, inode] : socket_descriptors()) {
     if (std::any_of(result.begin(), result.end(),
-                    [&](const connection& c) { return c.inode == inode; }))
+                    [inode = inode](const tcp_socket& s) { return s.inode == inode; }))
       continue;  // another descriptor of the same socket
-    if (auto conn = connection_of(fd, inode)) result.push_back(std::move(*conn));
+    if (auto sock = tcp_socket_of(fd, inode)) result.push_back(std::move(*sock));
   }
   return result;
 }
 
-/// A descriptor registered with an epoll instance, and for what.
-struct registration {
-  int fd = -1;
-  uint64_t inode = 0;
-  uint32_t events = 0;
-};
+// TCP_ESTABLISHED of the kernel's tcp_states.h (<netinet/tcp.h> has it too,
+// but clashes with <linux/tcp.h>, whose tcp_info has the fields used here).
+constexpr uint8_t tcp_established = 1;
 
-/// The registrations of the epoll instances `epoll_fds` (CAF's event loop is
-/// one), from /proc/self/fdinfo: "tfd: FD events: HEX data: HEX  pos:0 ino:HEX
-/// sdev:HEX". Empty optional if one of them is gone.
-std::optional<std::vector<registration>> epoll_registrations(const std::vector<int>& epoll_fds) {
-  std::vector<registration> result;
-  for (int fd : epoll_fds) {
-    std::ifstream info{fmt::format("/proc/self/fdinfo/{}", fd)};
-    if (!info) return std::nullopt;
-    std::string line;
-    while (std::getline(info, line)) {
-      if (line.compare(0, 4, "tfd:") != 0) continue;
-      auto events = line.find("events:");
-      auto ino = line.find("ino:");
-      if (events == std::string::npos || ino == std::string::npos) continue;
-      result.push_back(
-          {static_cast<int>(std::strtol(line.c_str() + 4, nullptr, 10)),
-           std::strtoull(line.c_str() + ino + 4, nullptr, 16),
-           static_cast<uint32_t>(std::strtoul(line.c_str() + events + 7, nullptr, 16))});
-    }
-  }
-  return result;
-}
-
-std::vector<int> epoll_descriptors() {
-  std::vector<int> result;
-  for (auto& [fd, rest] : descriptors("anon_inode:[eventpoll]")) result.push_back(fd);
-  return result;
-}
-
-/// What the kernel says about a connection's sending.
-struct send_progress {
-  uint64_t bytes_sent = 0;             ///< retransmissions included
-  std::chrono::milliseconds quiet{0};  ///< since it last sent data (or was established)
-};
-
-std::optional<send_progress> progress_of(int fd) {
-  tcp_info info{};
-  socklen_t length = sizeof info;
-  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0 ||
-      length < offsetof(tcp_info, tcpi_bytes_sent) + sizeof info.tcpi_bytes_sent)
-    return std::nullopt;  // Linux before 4.19
-  return send_progress{info.tcpi_bytes_sent, std::chrono::milliseconds{info.tcpi_last_data_sent}};
-}
-
-bool writable(int fd) {
-  pollfd p{fd, POLLOUT, 0};
-  return poll(&p, 1, 0) == 1 && (p.revents & POLLOUT) != 0;
-}
-
-struct guard_state {
-  static inline const char* name = "pgnotify.handshake_guard";
-  std::vector<int> epoll_fds;
-  /// Connections on the port that CAF wanted to write to at the last look,
-  /// by socket inode: the bytes they had sent then.
-  std::map<uint64_t, uint64_t> candidates;
-};
-
-// A connection is cut when at two looks in a row CAF wanted to write to it
-// (registered for EPOLLOUT), it could take data, nothing was sent in between,
-// and it has sent nothing for `timeout`. A working connection is written to
-// within microseconds of becoming writable, so it never qualifies; a TLS
-// handshake that waits for the peer does (CAF's spin). Only sockets registered
-// for writing are looked at: for an idle or quiet server a look costs one read
-// of /proc/self/fdinfo/EPOLL_FD.
-void inspect_connections(guard_state& st, uint16_t port, caf::timespan timeout) {
-  if (st.epoll_fds.empty()) st.epoll_fds = epoll_descriptors();
-  auto registered = epoll_registrations(st.epoll_fds);
-  if (!registered) {
-    st.epoll_fds.clear();  // an epoll instance is gone: find them again next time
-    return;
-  }
-  std::map<uint64_t, uint64_t> candidates;
-  for (const auto& reg : *registered) {
-    if ((reg.events & EPOLLOUT) == 0 || candidates.count(reg.inode) > 0) continue;
-    auto conn = connection_of(reg.fd, reg.inode);
-    if (!conn || conn->local_port != port || !writable(conn->fd.get())) continue;
-    auto progress = progress_of(conn->fd.get());
-    if (!progress) continue;  // cannot tell: never cut
-    auto before = st.candidates.find(reg.inode);
-    if (before != st.candidates.end() && before->second == progress->bytes_sent &&
-        progress->quiet >= timeout) {
-      ::shutdown(conn->fd.get(), SHUT_RDWR);
-      logger()->warn("closed the connection from {}: its TLS handshake did not finish within {} ms",
-                     conn->peer,
-                     std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count());
-      continue;
-    }
-    candidates.emplace(reg.inode, progress->bytes_sent);
-  }
-  st.candidates = std::move(candidates);
-}
-
-caf::behavior guard(caf::stateful_actor<guard_state>* self, uint16_t port, caf::timespan timeout) {
-  // Every look wakes two threads (CAF's timer and a worker): rarely while no
-  // connection is a candidate (a stall is seen at most `idle` after it began),
-  // often while one is (it is cut at most `busy` after its timeout).
-  using std::chrono::milliseconds;
-  auto idle = std::min<caf::timespan>(timeout / 2, milliseconds(250));
-  auto busy = std::min<caf::timespan>(timeout / 10, milliseconds(50));
-  self->send(self, caf::tick_atom_v);
-  return {
-      [=](caf::tick_atom) {
-        inspect_connections(self->state, port, timeout);
-        self->delayed_send(self, self->state.candidates.empty() ? idle : busy, caf::tick_atom_v);
-      },
-  };
-}
+// In milliseconds; 0: never cut (every command but `serve` with TLS).
+std::atomic<int64_t> handshake_timeout_ms{0};
 
 }  // namespace
 
-caf::actor spawn_handshake_guard(caf::actor_system& sys, uint16_t port, caf::timespan timeout) {
-  return sys.spawn(guard, port, timeout);
+void limit_tls_handshakes(caf::timespan timeout) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
+  handshake_timeout_ms.store(std::max<int64_t>(ms, 1), std::memory_order_relaxed);
+}
+
+// Runs at every turn of CAF's spin on a waiting handshake (and a few times in
+// every good handshake): one getsockopt. The kernel's clocks are the
+// connection's: `tcpi_last_data_sent` counts from the last data this side sent,
+// or from when the connection was established (as the kernel's
+// tcp_create_openreq_child sets it); `tcpi_bytes_received` is every byte the
+// peer sent, read or not. Only an established connection is cut, once: after
+// shutdown(2) it is not (FIN_WAIT*), and CAF's next SSL_accept on it, if any,
+// finds it so.
+void cut_overdue_tls_handshake(int fd) {
+  auto timeout = handshake_timeout_ms.load(std::memory_order_relaxed);
+  if (timeout <= 0 || fd < 0) return;
+  tcp_info info{};
+  socklen_t length = sizeof info;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0 ||
+      length < offsetof(tcp_info, tcpi_bytes_received) + sizeof info.tcpi_bytes_received ||
+      info.tcpi_state != tcp_established)
+    return;  // not TCP, a kernel before 4.1 (cannot tell: never cut), or cut already
+  bool silent = info.tcpi_bytes_received == 0;
+  auto limit = silent ? std::min<int64_t>(timeout, first_byte_grace.count()) : timeout;
+  if (info.tcpi_last_data_sent < limit) return;
+  auto peer = peer_of(fd);
+  ::shutdown(fd, SHUT_RDWR);
+  if (silent)
+    logger()->warn("closed the connection from {}: it sent nothing (no TLS handshake)", peer);
+  else
+    logger()->warn("closed the connection from {}: its TLS handshake did not finish within {} ms",
+                   peer, timeout);
+}
+
+size_t defer_accept(uint16_t port) {
+  // The kernel rounds up to whole SYN-ACK retransmissions (1 s: the first).
+  int seconds = static_cast<int>(first_byte_wait.count());
+  size_t count = 0;
+  for (auto& sock : tcp_sockets())
+    if (sock.listening && sock.local_port == port &&
+        setsockopt(sock.fd.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds, sizeof seconds) == 0)
+      ++count;
+  return count;
 }
 
 size_t shut_down_connections(uint16_t port, bool local_port) {
   size_t count = 0;
-  for (auto& conn : connections())
-    if ((local_port ? conn.local_port : conn.peer_port) == port) {
-      ::shutdown(conn.fd.get(), SHUT_RDWR);
+  for (auto& sock : tcp_sockets())
+    if (!sock.listening && (local_port ? sock.local_port : sock.peer_port) == port) {
+      ::shutdown(sock.fd.get(), SHUT_RDWR);
       ++count;
     }
   return count;

@@ -269,6 +269,8 @@ int serve(app_config& cfg, app_settings settings) {
     auto bus = open_bus(sys, settings);
     // An empty address means every address (CAF's INADDR_ANY).
     auto* address = settings.bind_address.empty() ? nullptr : settings.bind_address.c_str();
+    // CAF spins on a TLS handshake that waits for the peer (handshake_guard.hpp).
+    if (settings.tls.enabled()) limit_tls_handshakes(settings.tls.handshake_timeout);
     auto port = settings.tls.enabled()
                     ? caf::openssl::publish(bus.bus, settings.port, address, true)
                     : sys.middleman().publish(bus.bus, settings.port, address, true);
@@ -278,17 +280,15 @@ int serve(app_config& cfg, app_settings settings) {
       bus.stop();
       return exit_failure;
     }
-    // A TLS handshake that does not finish makes CAF spin: cut it after a while.
-    caf::actor guard;
-    if (settings.tls.enabled())
-      guard = spawn_handshake_guard(sys, *port, settings.tls.handshake_timeout);
+    // A stranger who sends nothing: the kernel keeps it from CAF for a while.
+    if (settings.tls.enabled() && defer_accept(*port) == 0)
+      logger()->warn("cannot make the kernel hold silent connections to port {}", *port);
     print_line(fmt::format(R"({{"event":"serving","port":{}}})", *port));
     auto dog = sys.spawn(watchdog, bus.bus, settings.stats_interval, &exit_status);
     int signal_number = 0;
     sigwait(&signals, &signal_number);
     logger()->info("stopping");
-    for (const auto& a : {dog, guard})
-      if (a) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(dog, caf::exit_reason::user_shutdown);
     if (settings.tls.enabled()) {
       // CAF's actor system waits for every connection to drain, and one in an
       // unfinished TLS handshake never does: no new connections, then cut all.
@@ -342,7 +342,8 @@ int main(int argc, char** argv) {
       if (!openssl_error_queue_is_emptied())
         logger()->warn(
             "OpenSSL's error queue is not emptied before CAF's TLS calls (unexpected linking): a "
-            "peer that leaves or is refused may cut another connection");
+            "peer that leaves or is refused may cut another connection, and serve cuts no "
+            "stalled TLS handshake");
       cfg.load<caf::openssl::manager>();
       cfg.openssl_certificate = settings.tls.cert;
       cfg.openssl_key = settings.tls.key;

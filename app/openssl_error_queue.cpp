@@ -13,11 +13,16 @@
 // queue and call libssl's own. libpq empties it itself; doing it again is
 // harmless. Compiled into the program only: the library does not change
 // OpenSSL's behaviour for its users.
+//
+// SSL_accept does one more thing: CAF calls it at every turn of its spin on a
+// TLS handshake that waits for the peer, so that is where `serve` cuts one
+// that is overdue (handshake_guard.hpp).
 #include <dlfcn.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "handshake_guard.hpp"
 #include "tls.hpp"
 
 namespace {
@@ -48,6 +53,8 @@ int SSL_write(SSL* ssl, const void* buf, int num) {
 int SSL_accept(SSL* ssl) {
   static auto* real = libssl<int(SSL*)>("SSL_accept");
   ERR_clear_error();
+  // A connection shut down here makes libssl's call fail (the peer "left").
+  pgnotify::app::cut_overdue_tls_handshake(SSL_get_fd(ssl));
   return real(ssl);
 }
 

@@ -85,7 +85,7 @@ app_config::app_config() {
       .add<std::string>("tls-key", "serve, --remote: the certificate's private key (PEM)")
       .add<std::string>("tls-ca", "serve, --remote: the CA certificates a peer's must chain to")
       .add<caf::timespan>("tls-handshake-timeout",
-                          "serve: a TLS peer that has not finished its handshake by then is cut");
+                          "serve: a TLS handshake waiting that long for the peer is cut");
 }
 
 invocation parse_command_line(app_config& cfg, const std::vector<std::string>& args) {
@@ -180,15 +180,16 @@ app_settings read_settings(const app_config& cfg, std::vector<std::string> chann
     result.remote_host = remote.substr(0, colon);
     result.remote_port = static_cast<uint16_t>(port);
   }
-  result.remote_timeout = caf::get_or(cfg, key("remote-timeout"), app_settings{}.remote_timeout);
+  // `result` still holds the default here (a temporary app_settings{} would make
+  // GCC 12 -O3 warn that its strings may be used uninitialized: -Werror).
+  result.remote_timeout = caf::get_or(cfg, key("remote-timeout"), result.remote_timeout);
   if (result.remote_timeout <= caf::timespan{0})
     throw usage_error("remote-timeout must be positive");
   result.port = caf::get_or(cfg, key("port"), uint16_t{0});
   result.bind_address = caf::get_or(cfg, key("bind"), std::string{"127.0.0.1"});
   result.dynamic_channels = caf::get_or(cfg, key("dynamic-channels"), false);
   auto& tls = result.tls;
-  tls.handshake_timeout =
-      caf::get_or(cfg, key("tls-handshake-timeout"), tls_settings{}.handshake_timeout);
+  tls.handshake_timeout = caf::get_or(cfg, key("tls-handshake-timeout"), tls.handshake_timeout);
   if (tls.handshake_timeout <= caf::timespan{0})
     throw usage_error("tls-handshake-timeout must be positive");
   tls.cert = caf::get_or(cfg, key("tls-cert"), std::string{});

@@ -51,8 +51,9 @@ struct tls_settings {
   std::string cert;
   std::string key;
   std::string ca;
-  /// `serve`: a connection whose TLS handshake has not finished by then is
-  /// shut down (app/handshake_guard.hpp): CAF spins on it meanwhile.
+  /// `serve`: a TLS handshake that has waited this long for the peer (since
+  /// this side last sent to it) is cut (app/handshake_guard.hpp): CAF spins on
+  /// it meanwhile.
   caf::timespan handshake_timeout = std::chrono::milliseconds(500);
   bool enabled() const { return !cert.empty() || !key.empty() || !ca.empty(); }
 };

@@ -1,14 +1,15 @@
 """`pgnotify serve` lets no stranger in (DESIGN.md §7): mutual TLS through CAF's
 OpenSSL module, loopback unless TLS is on, exactly the configured channels unless
---dynamic-channels, key material checked at start, and a stranger who connects
-to the TLS port and sends nothing cut after --tls-handshake-timeout.
+--dynamic-channels, key material checked at start, a stranger who connects to
+the TLS port and sends nothing held by the kernel and cut as soon as CAF gets
+it, and one that stalls its handshake cut after --tls-handshake-timeout.
 
 What CAF 0.17 does not allow, and these tests therefore do not claim: a
-connection in an unfinished TLS handshake still costs up to the handshake
-timeout (500 ms) of one core before it is cut, so strangers who keep coming keep
-CAF's event loop that busy; host names in certificates are never checked (any
-certificate the CA signed is accepted on both sides); there is no per-client
-channel authorisation.
+connection that starts a TLS handshake and stalls still costs up to the
+handshake timeout (500 ms) of one core before it is cut, so strangers who keep
+coming keep CAF's event loop that busy; host names in certificates are never
+checked (any certificate the CA signed is accepted on both sides); there is no
+per-client channel authorisation.
 
 Certificates are made with the `openssl` command in a temporary directory: a CA
 that signs the server's and a client's certificate, and another CA with a
@@ -22,6 +23,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -332,10 +334,10 @@ class ChannelTests(unittest.TestCase):
 
 
 class StrangerTests(unittest.TestCase):
-    """A TCP connection to the TLS port that never speaks. Measured without the
-    handshake guard (CAF alone): 97 % of a core for as long as it stays, and
-    SIGTERM never completes while it stays open (the actor system waits for the
-    connection to drain its greeting)."""
+    """Connections to the TLS port that do not finish the handshake. Measured
+    without any guard (CAF alone): one that sends nothing costs 97 % of a core
+    for as long as it stays, and SIGTERM never completes while it stays open
+    (the actor system waits for the connection to drain its greeting)."""
 
     def test_a_silent_connection_is_cut_and_does_not_delay_the_exit(self):
         server, port = serve(*tls("server"), "quiet")
@@ -353,16 +355,29 @@ class StrangerTests(unittest.TestCase):
                 self.assertTrue(closed_by_peer(stranger))
                 stranger.close()
                 server.wait_for_stderr(f"closed the connection from 127.0.0.1:{stranger_port}: "
+                                       "it sent nothing (no TLS handshake)")
+
+                # One that starts a handshake (one byte of a TLS record) and
+                # stalls gets the whole tls-handshake-timeout.
+                talker = socket.create_connection(("127.0.0.1", port))
+                talker_port = talker.getsockname()[1]
+                talker.sendall(b"\x16")
+                self.assertTrue(closed_by_peer(talker))
+                talker.close()
+                server.wait_for_stderr(f"closed the connection from 127.0.0.1:{talker_port}: "
                                        "its TLS handshake did not finish within 500 ms")
                 # The member's connection, idle all this time, was not touched.
                 psql("SELECT pg_notify('quiet', 'still here')")
                 self.assertEqual(member.line()["payload"], "still here")
 
-                # A stranger still connected at SIGTERM: once CAF has accepted it
-                # (its spin shows as CPU time), the exit must not wait for it.
+                # At SIGTERM, a stranger in the middle of a handshake (once CAF
+                # has accepted it, its spin shows as CPU time) and a silent one
+                # (which the kernel still holds): the exit waits for neither.
                 base = cpu_seconds(server.proc.pid)
                 late = socket.create_connection(("127.0.0.1", port))
+                late.sendall(b"\x16")
                 wait_until(lambda: cpu_seconds(server.proc.pid) - base >= 0.05)
+                silent = socket.create_connection(("127.0.0.1", port))
                 stop_start = time.monotonic()
                 server.proc.send_signal(signal.SIGTERM)
                 code = server.proc.wait(timeout=PATIENCE)
@@ -370,15 +385,59 @@ class StrangerTests(unittest.TestCase):
                 server.proc.communicate()  # closes its pipes
                 self.assertTrue(closed_by_peer(late))
                 late.close()
+                silent.close()
                 self.assertEqual(code, 0)
         print(f"\n  a silent TLS connection: serve used {cpu:.2f} s of CPU in {wall:.2f} s "
-              f"({100 * cpu / wall:.0f} % of a core); it exited {stop_ms:.0f} ms after SIGTERM "
-              "with another one open")
+              f"({100 * cpu / wall:.1f} % of a core); it exited {stop_ms:.0f} ms after SIGTERM "
+              "with two others open")
         if SANITIZED:
             return  # ASan's speed says nothing about the program's
-        # Cut after 500 ms of spinning (plus at most a look of the guard, 250 ms).
-        self.assertLess(cpu, 1.0)
-        self.assertLess(stop_ms, 300)
+        # The target: less than 10 % of a core within 2 s, and the exit within 1 s.
+        # (The kernel holds it for 1 s, then CAF spins on it for at most 50 ms.)
+        self.assertLess(cpu / wall, 0.10)
+        self.assertLess(stop_ms, 1000)
+
+    def test_a_slow_client_is_not_cut(self):
+        # A TLS client on a slow network: 300 ms before its ClientHello arrives,
+        # and 300 ms before its answer to the server's flight does (the timeout
+        # is 500 ms). Its handshake completes: the server's BASP greeting comes.
+        server, port = serve(*tls("server"), "slow")
+        with server:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.load_cert_chain(f"{cert('client')}.pem", f"{cert('client')}.key")
+            context.load_verify_locations(f"{cert('ca')}.pem")
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            client = context.wrap_bio(incoming, outgoing)
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.settimeout(PATIENCE)
+
+                def receive():
+                    data = sock.recv(65536)
+                    self.assertNotEqual(data, b"", "the server closed the connection")
+                    incoming.write(data)
+
+                time.sleep(0.3)  # the scenario: a slow client (not a synchronisation)
+                with self.assertRaises(ssl.SSLWantReadError):
+                    client.do_handshake()
+                sock.sendall(outgoing.read())  # ClientHello
+                while True:  # until the server's flight is in
+                    receive()
+                    try:
+                        client.do_handshake()
+                        break
+                    except ssl.SSLWantReadError:
+                        pass
+                time.sleep(0.3)  # the scenario again: a slow answer
+                sock.sendall(outgoing.read())  # Certificate, CertificateVerify, Finished
+                greeting = b""
+                while not greeting:
+                    try:
+                        greeting = client.read(65536)
+                        self.assertNotEqual(greeting, b"", "the server closed the connection")
+                    except ssl.SSLWantReadError:
+                        receive()
+            self.assertEqual(server.stop()[0], 0)
 
     def test_a_silent_server_cannot_hang_a_client(self):
         with socket.socket() as silent:
