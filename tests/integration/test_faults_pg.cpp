@@ -16,12 +16,14 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
 
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <caf/event_based_actor.hpp>
 
 #include <pgnotify/actors/log.hpp>
 
@@ -294,6 +296,130 @@ TEST_CASE_FIXTURE(pg_fixture,
   CHECK(stats.delivered == rounds * 2 * 2 + 1);
   CHECK(stats.missed == 0);
   CHECK(stats.bad_acks == 0);
+}
+
+namespace {
+
+// A subscriber of the churn test: acks every batch at once, or never (its
+// notifications stay in flight, so unsubscribing cancels rather than ends).
+caf::behavior churn_subscriber(caf::event_based_actor* self, bool acks) {
+  return {
+      [=](const notification_batch& batch) {
+        if (acks && !batch.empty())
+          self->send(caf::actor_cast<ack_handle>(self->current_sender()), ack_atom_v,
+                     std::string{batch.front().channel}, static_cast<uint32_t>(batch.size()));
+      },
+      [](const lagged&) {},
+      [](const reconnected&) {},
+  };
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(pg_fixture,
+                  "faults: churn against the real server leaves nothing behind and the "
+                  "connection LISTENs on exactly the channels that are wanted") {
+  // The short run of the registry's churn test (tests/unit/test_registry.cpp
+  // has 100,000 operations on the scripted server): seeded random subscribes,
+  // unsubscribes, kills and notifications on fixed and dynamic channels.
+  const std::vector<std::string> fixed{"churn_f0", "churn_f1"};
+  const std::vector<std::string> dynamic{"churn_d0", "churn_d1", "churn_d2", "Churn \"d3\""};
+  auto s = settings(fixed);
+  s.dynamic_channels = true;
+  start_bus(s);
+  const auto baseline = stats().tables;
+  std::mt19937 rng{20261128};
+  auto pick = [&](size_t n) { return std::uniform_int_distribution<size_t>{0, n - 1}(rng); };
+  struct member {
+    caf::actor handle;
+    bool acks = true;
+    std::set<std::string> channels;  ///< the model: what it is subscribed to
+  };
+  std::vector<member> members(12);
+  auto fresh = [&](member& m) {
+    m.acks = pick(3) != 0;
+    m.handle = sys.spawn(churn_subscriber, m.acks);
+    m.channels.clear();
+  };
+  for (auto& m : members) fresh(m);
+  auto random_channel = [&] {
+    auto i = pick(fixed.size() + dynamic.size());
+    return i < fixed.size() ? fixed[i] : dynamic[i - fixed.size()];
+  };
+  // What the connection must LISTEN on: the fixed channels and every dynamic
+  // channel that a live member subscribes to.
+  auto wanted = [&] {
+    std::set<std::string> result(fixed.begin(), fixed.end());
+    for (const auto& m : members) result.insert(m.channels.begin(), m.channels.end());
+    return std::vector<std::string>(result.begin(), result.end());
+  };
+  auto listening = [&] {
+    std::vector<std::string> result;
+    probe->request(bus, patience, listening_atom_v)
+        .receive([&](std::vector<std::string>& names) { result = std::move(names); },
+                 [](caf::error& e) { throw std::runtime_error(render(e)); });
+    std::sort(result.begin(), result.end());
+    return result;
+  };
+  // Once everything sent has been handled: the tables hold exactly the live
+  // subscriptions, nothing pending, nobody's acked notification in flight,
+  // and the server agrees on the LISTEN set.
+  uint64_t most_cancelled = 0, most_channels = 0;  // the paths the run went through
+  auto settled = [&] {
+    auto st = stats();
+    most_cancelled = std::max(most_cancelled, st.tables.cancelled);
+    most_channels = std::max(most_channels, st.tables.channels);
+    size_t subscriptions = 0;
+    for (const auto& m : members) subscriptions += m.channels.size();
+    auto want = wanted();
+    bool acked =
+        std::all_of(st.subscriptions.begin(), st.subscriptions.end(), [&](const auto& sub) {
+          auto m = std::find_if(members.begin(), members.end(), [&](const member& x) {
+            return x.handle.address() == sub.subscriber;
+          });
+          return m != members.end() && (!m->acks || sub.in_flight == 0);
+        });
+    return acked && st.tables.subscriptions == subscriptions && st.tables.pending_listens == 0 &&
+           st.tables.pending_subscribes == 0 && st.tables.pending_replies == 0 &&
+           st.tables.channels == want.size() && st.bad_acks == 0 && listening() == want;
+  };
+  const int operations = 2000;
+  for (int op = 1; op <= operations; ++op) {
+    auto& m = members[pick(members.size())];
+    auto action = pick(20);
+    if (action < 7) {
+      auto channel = random_channel();
+      probe->request(bus, patience, subscribe_atom_v, channel, m.handle)
+          .receive([&](caf::ok_atom) { m.channels.insert(channel); },
+                   [](caf::error& e) { FAIL(render(e)); });
+    } else if (action < 12) {
+      auto channel = random_channel();
+      bool live = std::count(fixed.begin(), fixed.end(), channel) > 0 ||
+                  std::any_of(members.begin(), members.end(),
+                              [&](const member& x) { return x.channels.count(channel) > 0; });
+      probe->request(bus, patience, unsubscribe_atom_v, channel, m.handle)
+          .receive([&](caf::ok_atom) { CHECK(live); },
+                   // A dynamic channel nobody subscribes to is not registered.
+                   [&](caf::error& e) { CHECK_MESSAGE(!live, render(e)); });
+      m.channels.erase(channel);
+    } else if (action < 15) {
+      caf::anon_send_exit(m.handle, caf::exit_reason::kill);
+      fresh(m);
+    } else {
+      notify(random_channel(), std::to_string(op));
+    }
+    if (op % 500 == 0)
+      await_condition(settled, fmt::format("the registry and the server settled (op {})", op));
+  }
+  CHECK(most_cancelled > 0);                     // unsubscribed with notifications in flight
+  CHECK(most_channels > baseline.channels + 1);  // several dynamic channels at once
+  for (auto& m : members) {
+    caf::anon_send_exit(m.handle, caf::exit_reason::kill);
+    m.channels.clear();
+  }
+  await_condition([&] { return stats().tables == baseline && listening() == wanted(); },
+                  "every table back at its baseline and only the fixed channels LISTENed");
+  CHECK(stats().subscriptions.empty());
 }
 
 TEST_CASE_FIXTURE(pg_fixture,
