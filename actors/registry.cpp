@@ -53,12 +53,10 @@ void drop_if_unused(registry_pointer self, const std::string& channel) {
 // -> active: a new subscription, or a new bound for an active one. A cancelled
 // subscription of the same actor and channel is taken over: what it has not
 // acked is in flight.
-void activate(registry_pointer self, const std::string& channel, std::vector<subscription>& subs,
+void activate(registry_pointer self, const std::string& channel, subscription_list& subs,
               const caf::actor& who, uint32_t bound) {
-  auto i = std::find_if(subs.begin(), subs.end(),
-                        [&](const subscription& s) { return s.subscriber == who; });
-  if (i != subs.end()) {
-    i->bound = bound;  // subscribing again only updates the bound
+  if (auto* existing = subs.find(who)) {
+    existing->bound = bound;  // subscribing again only updates the bound
     return;
   }
   track(self, who);
@@ -69,22 +67,23 @@ void activate(registry_pointer self, const std::string& channel, std::vector<sub
     cancelled.erase(j);
     untrack(self, who.address());
   }
-  subs.push_back(std::move(sub));
+  subs.add(std::move(sub));
 }
 
 // active -> cancelled (notifications unacked) or gone. May erase the channel.
-void deactivate(registry_pointer self, const std::string& channel, std::vector<subscription>& subs,
-                std::vector<subscription>::iterator i) {
-  auto who = i->subscriber.address();
-  if (i->in_flight > 0) {
+void deactivate(registry_pointer self, const std::string& channel, subscription_list& subs,
+                subscription& sub) {
+  auto who = sub.subscriber.address();
+  if (sub.in_flight > 0) {
     // The subscription's reference keeps the actor monitored, now for this entry.
     auto [j, added] = self->state.cancelled.try_emplace({who, channel}, 0);
-    j->second += i->in_flight;
+    j->second += sub.in_flight;
     if (!added) untrack(self, who);
   } else {
     untrack(self, who);
   }
-  subs.erase(i);
+  auto* gone = &sub;
+  subs.remove_if([&](const subscription& s) { return &s == gone; });
   drop_if_unused(self, channel);
 }
 
@@ -184,10 +183,7 @@ caf::result<caf::ok_atom> unsubscribe(registry_pointer self, const std::string& 
   }
   auto i = st.channels.find(channel);
   if (i == st.channels.end()) return unknown_channel(channel);
-  auto& subs = i->second;
-  auto j = std::find_if(subs.begin(), subs.end(),
-                        [&](const subscription& s) { return s.subscriber == who; });
-  if (j != subs.end()) deactivate(self, channel, subs, j);
+  if (auto* sub = i->second.find(who)) deactivate(self, channel, i->second, *sub);
   return caf::ok_atom_v;
 }
 
@@ -196,11 +192,9 @@ void forget(registry_pointer self, const caf::actor_addr& who) {
   auto& st = self->state;
   std::vector<std::string> emptied;
   for (auto& [channel, subs] : st.channels) {
-    auto before = subs.size();
-    subs.erase(std::remove_if(subs.begin(), subs.end(),
-                              [&](const subscription& s) { return s.subscriber.address() == who; }),
-               subs.end());
-    if (subs.empty() && before > 0) emptied.push_back(channel);
+    if (subs.remove_if([&](const subscription& s) { return s.subscriber.address() == who; }) > 0 &&
+        subs.empty())
+      emptied.push_back(channel);
   }
   for (const auto& channel : emptied) drop_if_unused(self, channel);
   // Its subscribe requests are still answered when their LISTEN lands.
@@ -240,7 +234,7 @@ registry_tables tables(const registry_state& st) {
 // shared message to each subscriber with room for it, a prefix (sharing the
 // batch's buffer) to one with room for part of it, and a count to one that is
 // lagging.
-void dispatch(registry_pointer self, const std::string& channel, std::vector<subscription>& subs,
+void dispatch(registry_pointer self, const std::string& channel, subscription_list& subs,
               const notification_batch& items) {
   auto& st = self->state;
   if (subs.empty()) {
@@ -387,18 +381,16 @@ registry_actor::behavior_type registry(registry_pointer self, registry_settings 
       },
       [=](ack_atom, const std::string& channel, uint32_t count) {
         auto i = self->state.channels.find(channel);
-        // Compared by control block: building an actor_addr per subscription
-        // would cost atomic reference counting on every ack.
-        auto sender = self->current_sender().get();
+        // Found by control block: an actor_addr would cost atomic reference
+        // counting on every ack.
         if (i != self->state.channels.end()) {
-          for (auto& sub : i->second) {
-            if (sub.subscriber->ctrl() != sender) continue;
+          if (auto* sub = i->second.find(self->current_sender().get())) {
             // An ack never frees credit the subscriber did not consume.
-            if (count > sub.in_flight) return bad_ack(self, channel, count, sub.in_flight);
-            sub.in_flight -= count;
-            if (sub.in_flight == 0 && sub.unreported > 0) {
-              send_to(self, sub.subscriber, lagged{channel, sub.unreported});
-              sub.unreported = 0;
+            if (count > sub->in_flight) return bad_ack(self, channel, count, sub->in_flight);
+            sub->in_flight -= count;
+            if (sub->in_flight == 0 && sub->unreported > 0) {
+              send_to(self, sub->subscriber, lagged{channel, sub->unreported});
+              sub->unreported = 0;
             }
             return;
           }

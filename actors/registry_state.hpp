@@ -2,6 +2,7 @@
 // bus spawns the registry, tests inspect it.
 #pragma once
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <string>
@@ -42,6 +43,52 @@ struct subscription {
   uint64_t missed = 0;
 };
 
+/// A channel's active subscriptions, in subscription order, and where each
+/// subscriber's is: an ack finds its subscription without a search.
+class subscription_list {
+ public:
+  using iterator = std::vector<subscription>::iterator;
+  using const_iterator = std::vector<subscription>::const_iterator;
+
+  iterator begin() { return list_.begin(); }
+  iterator end() { return list_.end(); }
+  const_iterator begin() const { return list_.begin(); }
+  const_iterator end() const { return list_.end(); }
+  size_t size() const { return list_.size(); }
+  bool empty() const { return list_.empty(); }
+
+  /// The subscription of the actor behind `who`, or nullptr.
+  subscription* find(const caf::actor_control_block* who) {
+    auto i = position_.find(who);
+    return i == position_.end() ? nullptr : &list_[i->second];
+  }
+  subscription* find(const caf::actor& who) {
+    return find(caf::actor_cast<caf::actor_control_block*>(who));
+  }
+
+  void add(subscription sub) {
+    position_.emplace(caf::actor_cast<caf::actor_control_block*>(sub.subscriber), list_.size());
+    list_.push_back(std::move(sub));
+  }
+
+  /// Removes every subscription `remove` holds for; returns how many.
+  template <class Predicate>
+  size_t remove_if(Predicate remove) {
+    auto kept = std::remove_if(list_.begin(), list_.end(), remove);
+    auto removed = static_cast<size_t>(list_.end() - kept);
+    if (removed == 0) return 0;
+    list_.erase(kept, list_.end());
+    position_.clear();  // rare (an unsubscribe, a death): renumber
+    for (size_t i = 0; i < list_.size(); ++i)
+      position_.emplace(caf::actor_cast<caf::actor_control_block*>(list_[i].subscriber), i);
+    return removed;
+  }
+
+ private:
+  std::vector<subscription> list_;
+  std::unordered_map<const caf::actor_control_block*, size_t> position_;
+};
+
 /// A subscriber waiting for its dynamic channel's LISTEN.
 struct pending_subscribe {
   caf::actor subscriber;
@@ -64,7 +111,7 @@ struct registry_state {
 
   /// The registered channels; each channel's active subscriptions in
   /// subscription order. A dynamic channel is here once its LISTEN has landed.
-  std::unordered_map<std::string, std::vector<subscription>> channels;
+  std::unordered_map<std::string, subscription_list> channels;
   std::set<std::string> permanent;  ///< the channels given at start: never UNLISTENed
   bool dynamic = false;
   listener_actor listener;  ///< for dynamic channels; set once by the bus

@@ -1,5 +1,7 @@
 #include "subscriber.hpp"
 
+#include <algorithm>
+
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
@@ -12,6 +14,13 @@ struct subscriber_state {
   subscriber_callbacks callbacks;
   uint64_t snapshot = 0;
   size_t pending_replies = 0;
+  /// Acks wait until this many notifications of a channel are processed (half
+  /// the bound), or until the mailbox is empty; 1 while the bound is the
+  /// bus's, which the helper does not know.
+  uint32_t ack_every = 1;
+  /// Processed, not yet acked, per channel (a helper has a few channels).
+  std::vector<std::pair<std::string, uint32_t>> unacked;
+  ack_handle registry;  ///< the sender of the batches
 };
 
 using subscriber_pointer = caf::stateful_actor<subscriber_state>*;
@@ -20,6 +29,26 @@ void confirm_one(subscriber_pointer self) {
   auto& st = self->state;
   if (--st.pending_replies == 0 && st.callbacks.on_subscribed)
     st.callbacks.on_subscribed(st.snapshot);
+}
+
+void ack(subscriber_pointer self, std::pair<std::string, uint32_t>& pending) {
+  if (pending.second == 0) return;
+  self->send(self->state.registry, ack_atom_v, pending.first, pending.second);
+  pending.second = 0;
+}
+
+// Counts a processed batch; acks its channel at half the bound, and everything
+// once nothing else waits in the mailbox: then the registry always has room
+// for an idle subscriber, and a lagging one hears of its loss at once.
+void processed(subscriber_pointer self, std::string_view channel, uint32_t count) {
+  auto& st = self->state;
+  auto i = std::find_if(st.unacked.begin(), st.unacked.end(),
+                        [&](const auto& entry) { return entry.first == channel; });
+  if (i == st.unacked.end()) i = st.unacked.insert(st.unacked.end(), {std::string{channel}, 0});
+  i->second += count;
+  if (i->second >= st.ack_every) ack(self, *i);
+  if (self->mailbox().empty())
+    for (auto& pending : st.unacked) ack(self, pending);
 }
 
 void refuse(subscriber_pointer self, caf::error& err) {
@@ -32,6 +61,7 @@ caf::behavior subscriber(caf::stateful_actor<subscriber_state>* self, subscripti
   auto& st = self->state;
   st.callbacks = std::move(callbacks);
   st.pending_replies = options.channels.size() + 1;
+  if (options.bound) st.ack_every = std::max<uint32_t>(1, *options.bound / 2);
   auto me = caf::actor_cast<caf::actor>(self);
   // The registry handles requests in order, so the snapshot reply arrives before
   // any reconnected{g} broadcast that could follow it.
@@ -60,8 +90,8 @@ caf::behavior subscriber(caf::stateful_actor<subscriber_state>* self, subscripti
         else
           for (const auto& n : batch) cb.on_notification(n);
         // Acks go to whoever sent the batch: the registry, even behind a bus.
-        self->send(caf::actor_cast<ack_handle>(self->current_sender()), ack_atom_v,
-                   std::string{batch.front().channel}, static_cast<uint32_t>(batch.size()));
+        self->state.registry = caf::actor_cast<ack_handle>(self->current_sender());
+        processed(self, batch.front().channel, static_cast<uint32_t>(batch.size()));
       },
       [=](const lagged& msg) {
         if (self->state.callbacks.on_lagged) self->state.callbacks.on_lagged(msg);

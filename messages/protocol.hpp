@@ -55,7 +55,15 @@ struct received_notifications {
 
 /// registry -> subscriber: a notification_batch of one channel (see
 /// notification_batch.hpp). The registry sends the same batch to every
-/// subscriber that has room for all of it; the subscriber acks its size.
+/// subscriber that has room for all of it, a prefix to one with room for part.
+///
+/// subscriber -> the batch's sender: (ack_atom, channel, count), the number of
+/// that channel's notifications it has processed since its last ack. One ack
+/// may cover several batches. A subscriber must ack at the latest once it has
+/// processed half its bound unacked, and everything once nothing else waits
+/// in its mailbox: the registry sends only within the bound, and reports a
+/// loss (lagged) once everything sent has been acked. An ack for more than is
+/// in flight frees nothing (bus_stats::bad_acks).
 
 /// A subscriber's view of the sender of its batches: the registry, to which it
 /// sends nothing but acks (the registry checks them, and refuses anything
@@ -203,8 +211,8 @@ typename Inspector::result_type inspect(Inspector& f, bus_stats& x) {
 
 /// What users may ask of the bus (and of the registry behind it). Subscribers
 /// are plain `caf::actor`s that handle notification_batch, lagged and
-/// reconnected (actors/subscriber.hpp builds one from callbacks) and answer
-/// each batch with (ack_atom, channel, batch size) to the batch's sender.
+/// reconnected (actors/subscriber.hpp builds one from callbacks) and ack what
+/// they processed to the batch's sender (see notification_batch above).
 using subscription_actor = caf::typed_actor<
   // Subscribe with the bus's default bound. Errors: invalid_channel, unknown_channel.
   caf::replies_to<subscribe_atom, std::string, caf::actor>::with<caf::ok_atom>,
