@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <memory>
 
+#include <fmt/format.h>
 #include <caf/io/middleman.hpp>
 #include <caf/io/network/default_multiplexer.hpp>
 #include <caf/typed_event_based_actor.hpp>
@@ -123,6 +124,17 @@ caf::result<std::vector<std::string>> listening(bus_pointer self) {
   return promise;
 }
 
+// Nodes of protocol 1 and 2 subscribe without naming a version (and CAF lets
+// a protocol 1 node connect to a newer bus): a remote subscribe must name it.
+caf::error unversioned_remote(bus_pointer self) {
+  const auto& sender = self->current_sender();
+  if (sender == nullptr || sender->node() == self->node()) return caf::none;
+  return make_error(errc::protocol_mismatch,
+                    fmt::format("this bus speaks pgnotify protocol {}; the subscribing node "
+                                "named no version, so it speaks protocol 1 or 2: upgrade it",
+                                protocol_version));
+}
+
 bus_actor::behavior_type bus(bus_pointer self, registry_settings registry_config,
                              listener_settings listener_config, pg::connection_factory connect) {
   auto& st = self->state;
@@ -135,10 +147,24 @@ bus_actor::behavior_type bus(bus_pointer self, registry_settings registry_config
   start_listener(self, std::move(listener_config));
   auto reg = st.registry;
   return {
-      [=](subscribe_atom, std::string& channel, caf::actor& who) {
+      [=](subscribe_atom, std::string& channel, caf::actor& who) -> caf::result<caf::ok_atom> {
+        if (auto err = unversioned_remote(self)) return err;
         return self->delegate(reg, subscribe_atom_v, std::move(channel), std::move(who));
       },
-      [=](subscribe_atom, std::string& channel, caf::actor& who, uint32_t bound) {
+      [=](subscribe_atom, std::string& channel, caf::actor& who,
+          uint32_t bound) -> caf::result<caf::ok_atom> {
+        if (auto err = unversioned_remote(self)) return err;
+        return self->delegate(reg, subscribe_atom_v, std::move(channel), std::move(who), bound);
+      },
+      [=](subscribe_atom, std::string& channel, caf::actor& who, uint32_t bound,
+          uint32_t version) -> caf::result<caf::ok_atom> {
+        if (version != protocol_version)
+          return make_error(errc::protocol_mismatch,
+                            fmt::format("this bus speaks pgnotify protocol {}, the subscribing "
+                                        "node protocol {}",
+                                        protocol_version, version));
+        if (bound == 0)
+          return self->delegate(reg, subscribe_atom_v, std::move(channel), std::move(who));
         return self->delegate(reg, subscribe_atom_v, std::move(channel), std::move(who), bound);
       },
       [=](unsubscribe_atom, std::string& channel, caf::actor& who) {

@@ -14,9 +14,11 @@ struct subscriber_state {
   subscriber_callbacks callbacks;
   uint64_t snapshot = 0;
   size_t pending_replies = 0;
-  /// Acks wait until this many notifications of a channel are processed (half
-  /// the bound), or until the mailbox is empty; 1 while the bound is the
-  /// bus's, which the helper does not know.
+  /// Acks wait until this many notifications of a channel are processed (an
+  /// eighth of the bound: what is processed and not yet acked still counts
+  /// against the bound, so 7/8 of it stays for what is queued), or until the
+  /// mailbox is empty; 1 while the bound is the bus's, which the helper does
+  /// not know.
   uint32_t ack_every = 1;
   /// Processed, not yet acked, per channel (a helper has a few channels).
   std::vector<std::pair<std::string, uint32_t>> unacked;
@@ -37,7 +39,7 @@ void ack(subscriber_pointer self, std::pair<std::string, uint32_t>& pending) {
   pending.second = 0;
 }
 
-// Counts a processed batch; acks its channel at half the bound, and everything
+// Counts a processed batch; acks its channel at an eighth of the bound, and everything
 // once nothing else waits in the mailbox: then the registry always has room
 // for an idle subscriber, and a lagging one hears of its loss at once.
 void processed(subscriber_pointer self, std::string_view channel, uint32_t count) {
@@ -61,7 +63,7 @@ caf::behavior subscriber(caf::stateful_actor<subscriber_state>* self, subscripti
   auto& st = self->state;
   st.callbacks = std::move(callbacks);
   st.pending_replies = options.channels.size() + 1;
-  if (options.bound) st.ack_every = std::max<uint32_t>(1, *options.bound / 2);
+  if (options.bound) st.ack_every = std::max<uint32_t>(1, *options.bound / 8);
   auto me = caf::actor_cast<caf::actor>(self);
   // The registry handles requests in order, so the snapshot reply arrives before
   // any reconnected{g} broadcast that could follow it.
@@ -72,10 +74,16 @@ caf::behavior subscriber(caf::stateful_actor<subscriber_state>* self, subscripti
             confirm_one(self);
           },
           [=](caf::error& err) { refuse(self, err); });
+  // A bus on another node is told this node's protocol version.
+  bool remote = bus.node() != self->node();
   for (auto& channel : options.channels) {
     auto on_reply = [=](caf::ok_atom) { confirm_one(self); };
     auto on_error = [=](caf::error& err) { refuse(self, err); };
-    if (options.bound)
+    if (remote)
+      self->request(caf::actor_cast<caf::actor>(bus), caf::infinite, subscribe_atom_v, channel, me,
+                    options.bound.value_or(0), protocol_version)
+          .then(on_reply, on_error);
+    else if (options.bound)
       self->request(bus, caf::infinite, subscribe_atom_v, channel, me, *options.bound)
           .then(on_reply, on_error);
     else

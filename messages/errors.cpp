@@ -19,6 +19,8 @@ std::string to_string(errc x) {
       return "not_connected";
     case errc::listen_failed:
       return "listen_failed";
+    case errc::protocol_mismatch:
+      return "protocol_mismatch";
   }
   return "unknown_error";
 }

@@ -16,6 +16,7 @@ enum class errc : uint8_t {
   gave_up,              ///< the listener reached its limit of failed attempts
   not_connected,        ///< the request needs a connection and there is none now
   listen_failed,        ///< the server refused LISTEN on a dynamic channel
+  protocol_mismatch,    ///< a node of another pgnotify protocol version
 };
 
 constexpr caf::atom_value error_category = caf::atom("pgnotify");

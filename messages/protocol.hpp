@@ -265,6 +265,11 @@ using registry_actor = subscription_actor::extend<
 using bus_actor = subscription_actor::extend<
   // The protocol version: replies protocol_version.
   caf::replies_to<protocol_atom>::with<uint32_t>,
+  // A subscribe from another node names its protocol version (the last
+  // element); bound 0 means the bus's default bound. Errors: those of
+  // subscribe, and protocol_mismatch (naming both versions) for another
+  // version, or for a remote subscribe without a version (protocol 1 and 2).
+  caf::replies_to<subscribe_atom, std::string, caf::actor, uint32_t, uint32_t>::with<caf::ok_atom>,
   caf::reacts_to<restart_atom>,
   caf::replies_to<status_atom>::with<bus_status>,
   // What the server says the bus's connection LISTENs on (error: not_connected).

@@ -300,6 +300,21 @@ class ForgeryTests(unittest.TestCase):
                 self.assertEqual(honest.stop()[0], 0)
             self.assertEqual(server.stop()[0], 0)
 
+    def test_a_node_that_names_no_protocol_version_is_refused_naming_both(self):
+        # How a node of protocol 1 subscribes (CAF lets it connect to a newer
+        # bus; one of protocol 2 is refused by its own interface check).
+        server, port = serve("forged")
+        with server:
+            old = subprocess.run([FORGER, "127.0.0.1", str(port), "forged", "10", "unversioned"],
+                                 capture_output=True, timeout=PATIENCE)
+            self.assertEqual(old.returncode, 3, old.stderr)
+            self.assertIn(b"protocol_mismatch", old.stderr)
+            self.assertIn(b"pgnotify protocol 3", old.stderr)
+            self.assertIn(b"protocol 1 or 2", old.stderr)
+            status = json.loads(run("status", f"--remote=127.0.0.1:{port}").stdout)
+            self.assertEqual(status["subscriptions"], 0)
+            self.assertEqual(server.stop()[0], 0)
+
 
 class ChannelTests(unittest.TestCase):
     def test_serve_serves_exactly_its_channels_unless_dynamic(self):

@@ -3,8 +3,10 @@
 // the listener and the bus may send (a generation, notifications, a listener
 // handle) and acks it cannot owe, all to the batch's sender. It never acks
 // honestly, so its bound must hold. After each batch it prints how many
-// notifications it has received in total.
-//   pgnotify_test_forger HOST PORT CHANNEL BOUND
+// notifications it has received in total. With a fifth argument
+// `unversioned` it subscribes as a node of protocol 1 or 2 would (naming no
+// version), prints the error and exits 3.
+//   pgnotify_test_forger HOST PORT CHANNEL BOUND [unversioned]
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -28,14 +30,19 @@ struct forger_state {
 };
 
 caf::behavior forger(caf::stateful_actor<forger_state>* self, bus_actor bus, std::string channel,
-                     uint32_t bound) {
-  self->request(bus, std::chrono::seconds(10), subscribe_atom_v, channel,
-                caf::actor_cast<caf::actor>(self), bound)
-      .then([](caf::ok_atom) { std::cout << "subscribed" << std::endl; },
-            [=](caf::error& err) {
-              std::cerr << "forger: " << self->system().render(err) << std::endl;
-              std::exit(1);
-            });
+                     uint32_t bound, bool versioned) {
+  auto on_error = [=](caf::error& err) {
+    std::cerr << "forger: " << self->system().render(err) << std::endl;
+    std::exit(versioned ? 1 : 3);
+  };
+  auto me = caf::actor_cast<caf::actor>(self);
+  if (versioned)
+    self->request(bus, std::chrono::seconds(10), subscribe_atom_v, channel, me, bound,
+                  protocol_version)
+        .then([](caf::ok_atom) { std::cout << "subscribed" << std::endl; }, on_error);
+  else
+    self->request(bus, std::chrono::seconds(10), subscribe_atom_v, channel, me, bound)
+        .then([](caf::ok_atom) { std::cout << "subscribed" << std::endl; }, on_error);
   return {
       [=](const notification_batch& batch) {
         auto& st = self->state;
@@ -62,8 +69,9 @@ caf::behavior forger(caf::stateful_actor<forger_state>* self, bus_actor bus, std
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 5) {
-    std::cerr << "usage: pgnotify_test_forger HOST PORT CHANNEL BOUND\n";
+  bool versioned = argc == 5;
+  if (argc != 5 && !(argc == 6 && std::string{argv[5]} == "unversioned")) {
+    std::cerr << "usage: pgnotify_test_forger HOST PORT CHANNEL BOUND [unversioned]\n";
     return 2;
   }
   caf::actor_system_config cfg;
@@ -75,6 +83,7 @@ int main(int argc, char** argv) {
     std::cerr << "forger: " << sys.render(bus.error()) << std::endl;
     return 1;
   }
-  sys.spawn(forger, *bus, std::string{argv[3]}, static_cast<uint32_t>(std::atoi(argv[4])));
+  sys.spawn(forger, *bus, std::string{argv[3]}, static_cast<uint32_t>(std::atoi(argv[4])),
+            versioned);
   // Runs until killed.
 }

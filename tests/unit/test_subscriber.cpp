@@ -140,10 +140,11 @@ TEST_CASE_FIXTURE(subscriber_fixture,
   CHECK(down);
 }
 
-TEST_CASE_FIXTURE(subscriber_fixture,
-                  "subscriber: one ack covers the batches up to half the bound and the rest "
-                  "once the mailbox is empty") {
-  auto [helper, log] = spawn_helper({"a"}, 10);
+TEST_CASE_FIXTURE(
+    subscriber_fixture,
+    "subscriber: one ack covers the batches up to an eighth of the bound and the rest "
+    "once the mailbox is empty") {
+  auto [helper, log] = spawn_helper({"a"}, 40);
   // Batches from a stand-in registry that records the acks: three arrive
   // before the helper runs, then one more alone.
   auto acks = spawn_recorder("registry");
@@ -162,7 +163,7 @@ TEST_CASE_FIXTURE(subscriber_fixture,
     CHECK(msg.get_as<std::string>(1) == "a");
     counts.push_back(msg.get_as<uint32_t>(2));
   }
-  // 3 + 3 reach half the bound (5); the third batch is acked when nothing is
+  // 3 + 3 reach an eighth of the bound (5); the third batch is acked when nothing is
   // left to process; so is the lone fourth.
   CHECK(counts == std::vector<uint32_t>{6, 3, 3});
   CHECK(log->payloads.size() == 12);
