@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <iterator>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -15,6 +16,7 @@
 #include <caf/error.hpp>
 #include <caf/meta/load_callback.hpp>
 #include <caf/meta/type_name.hpp>
+#include <caf/sec.hpp>
 
 namespace pgnotify {
 
@@ -170,7 +172,11 @@ std::enable_if_t<Inspector::writes_state, typename Inspector::result_type> inspe
   std::vector<notification_batch::wire_item> items;
   return f(caf::meta::type_name("pgnotify.notification_batch"), generation, items,
            caf::meta::load_callback([&]() -> caf::error {
-             x = notification_batch::from_wire(items, generation);
+             try {
+               x = notification_batch::from_wire(items, generation);
+             } catch (const std::length_error&) {  // over 4 GiB from another node
+               return caf::sec::invalid_argument;
+             }
              return caf::none;
            }));
 }
