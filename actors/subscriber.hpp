@@ -46,7 +46,8 @@ struct subscriber_options {
   std::optional<uint32_t> bound;  ///< unset: the bus's default bound
 };
 
-/// Spawns the helper; `bus` may be a bus_actor or a registry_actor, local or remote.
+/// Spawns the helper; `bus` may be a bus_actor, local or on another node (then
+/// its subscribes name this node's protocol version), or a local registry_actor.
 caf::actor spawn_subscriber(caf::actor_system& sys, subscription_actor bus,
                             subscriber_options options, subscriber_callbacks callbacks);
 
