@@ -125,10 +125,14 @@ caf::result<std::vector<std::string>> listening(bus_pointer self) {
 }
 
 // Nodes of protocol 1 and 2 subscribe without naming a version (and CAF lets
-// a protocol 1 node connect to a newer bus): a remote subscribe must name it.
-caf::error unversioned_remote(bus_pointer self) {
+// a protocol 1 node connect to a newer bus): a subscribe from another node, or
+// of an actor on another node (which decodes the batches), must name it. This
+// is for compatibility, not access control.
+caf::error unversioned_remote(bus_pointer self, const caf::actor& who) {
   const auto& sender = self->current_sender();
-  if (sender == nullptr || sender->node() == self->node()) return caf::none;
+  bool remote =
+      (sender != nullptr && sender->node() != self->node()) || (who && who.node() != self->node());
+  if (!remote) return caf::none;
   return make_error(errc::protocol_mismatch,
                     fmt::format("this bus speaks pgnotify protocol {}; the subscribing node "
                                 "named no version, so it speaks protocol 1 or 2: upgrade it",
@@ -148,12 +152,12 @@ bus_actor::behavior_type bus(bus_pointer self, registry_settings registry_config
   auto reg = st.registry;
   return {
       [=](subscribe_atom, std::string& channel, caf::actor& who) -> caf::result<caf::ok_atom> {
-        if (auto err = unversioned_remote(self)) return err;
+        if (auto err = unversioned_remote(self, who)) return err;
         return self->delegate(reg, subscribe_atom_v, std::move(channel), std::move(who));
       },
       [=](subscribe_atom, std::string& channel, caf::actor& who,
           uint32_t bound) -> caf::result<caf::ok_atom> {
-        if (auto err = unversioned_remote(self)) return err;
+        if (auto err = unversioned_remote(self, who)) return err;
         return self->delegate(reg, subscribe_atom_v, std::move(channel), std::move(who), bound);
       },
       [=](subscribe_atom, std::string& channel, caf::actor& who, uint32_t bound,

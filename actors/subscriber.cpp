@@ -22,7 +22,8 @@ struct subscriber_state {
   uint32_t ack_every = 1;
   /// Processed, not yet acked, per channel (a helper has a few channels).
   std::vector<std::pair<std::string, uint32_t>> unacked;
-  ack_handle registry;  ///< the sender of the batches
+  ack_handle registry;         ///< the sender of the batches
+  bool flush_pending = false;  ///< an (ack_atom) to itself is on its way
 };
 
 using subscriber_pointer = caf::stateful_actor<subscriber_state>*;
@@ -39,9 +40,15 @@ void ack(subscriber_pointer self, std::pair<std::string, uint32_t>& pending) {
   pending.second = 0;
 }
 
-// Counts a processed batch; acks its channel at an eighth of the bound, and everything
-// once nothing else waits in the mailbox: then the registry always has room
-// for an idle subscriber, and a lagging one hears of its loss at once.
+void ack_everything(subscriber_pointer self) {
+  for (auto& pending : self->state.unacked) ack(self, pending);
+}
+
+// Counts a processed batch; acks its channel at an eighth of the bound, and
+// everything once nothing else waits in the mailbox, so that the registry
+// always has room for an idle subscriber and a lagging one hears of its loss at
+// once. If other messages wait, an (ack_atom) to itself, behind them, acks the
+// rest: whatever they are, nothing stays unacked for longer than they take.
 void processed(subscriber_pointer self, std::string_view channel, uint32_t count) {
   auto& st = self->state;
   auto i = std::find_if(st.unacked.begin(), st.unacked.end(),
@@ -49,8 +56,12 @@ void processed(subscriber_pointer self, std::string_view channel, uint32_t count
   if (i == st.unacked.end()) i = st.unacked.insert(st.unacked.end(), {std::string{channel}, 0});
   i->second += count;
   if (i->second >= st.ack_every) ack(self, *i);
-  if (self->mailbox().empty())
-    for (auto& pending : st.unacked) ack(self, pending);
+  if (self->mailbox().empty()) {
+    ack_everything(self);
+  } else if (!st.flush_pending && i->second > 0) {
+    st.flush_pending = true;
+    self->send(self, ack_atom_v);
+  }
 }
 
 void refuse(subscriber_pointer self, caf::error& err) {
@@ -75,7 +86,7 @@ caf::behavior subscriber(caf::stateful_actor<subscriber_state>* self, subscripti
           },
           [=](caf::error& err) { refuse(self, err); });
   // A bus on another node is told this node's protocol version.
-  bool remote = bus.node() != self->node();
+  bool remote = bus && bus.node() != self->node();
   for (auto& channel : options.channels) {
     auto on_reply = [=](caf::ok_atom) { confirm_one(self); };
     auto on_error = [=](caf::error& err) { refuse(self, err); };
@@ -100,6 +111,10 @@ caf::behavior subscriber(caf::stateful_actor<subscriber_state>* self, subscripti
         // Acks go to whoever sent the batch: the registry, even behind a bus.
         self->state.registry = caf::actor_cast<ack_handle>(self->current_sender());
         processed(self, batch.front().channel, static_cast<uint32_t>(batch.size()));
+      },
+      [=](ack_atom) {
+        self->state.flush_pending = false;
+        ack_everything(self);
       },
       [=](const lagged& msg) {
         if (self->state.callbacks.on_lagged) self->state.callbacks.on_lagged(msg);

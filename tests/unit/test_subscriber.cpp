@@ -168,3 +168,21 @@ TEST_CASE_FIXTURE(
   CHECK(counts == std::vector<uint32_t>{6, 3, 3});
   CHECK(log->payloads.size() == 12);
 }
+
+TEST_CASE_FIXTURE(subscriber_fixture,
+                  "subscriber: what is left unacked behind other messages is acked after them") {
+  auto [helper, log] = spawn_helper({"a"}, 40);
+  auto acks = spawn_recorder("registry");
+  notification_batch::builder out;
+  for (int i = 0; i < 3; ++i) out.add("a", std::to_string(i), 1);
+  // A batch below an eighth of the bound, and behind it a message that is not a
+  // batch: nothing else will come to make the helper ack.
+  caf::send_as(acks, helper, out.finish(1));
+  caf::send_as(acks, helper, reconnected{2});
+  sched.run();
+  REQUIRE(messages_of(acks).size() == 1);
+  auto& msg = messages_of(acks).front();
+  REQUIRE(msg.match_elements<ack_atom, std::string, uint32_t>());
+  CHECK(msg.get_as<uint32_t>(2) == 3);
+  CHECK(log->reconnects == std::vector<uint64_t>{2});
+}
