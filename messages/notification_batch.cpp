@@ -15,8 +15,9 @@ bool notification_batch::one_channel() const noexcept {
   const auto& entries = data_->entries;
   auto first = front().channel;
   return std::all_of(entries.begin() + 1, entries.begin() + size_, [&](const entry& e) {
-    // Repeated channel names share their bytes: comparing offsets is enough.
-    return e.channel_offset == entries.front().channel_offset ||
+    // Repeated channel names share their bytes: the same place is the same name.
+    return (e.channel_offset == entries.front().channel_offset &&
+            e.channel_size == entries.front().channel_size) ||
            std::string_view{data_->text.data() + e.channel_offset, e.channel_size} == first;
   });
 }
