@@ -109,7 +109,8 @@ caf::behavior subscriber(caf::stateful_actor<subscriber_state>* self, subscripti
         else
           for (const auto& n : batch) cb.on_notification(n);
         // Acks go to whoever sent the batch: the registry, even behind a bus.
-        self->state.registry = caf::actor_cast<ack_handle>(self->current_sender());
+        if (!self->state.registry)  // the bus's registry: the same for every batch
+          self->state.registry = caf::actor_cast<ack_handle>(self->current_sender());
         processed(self, batch.front().channel, static_cast<uint32_t>(batch.size()));
       },
       [=](ack_atom) {

@@ -3,6 +3,7 @@
 // event happens, then these messages leave.
 #include <doctest/doctest.h>
 
+#include <optional>
 #include <stdexcept>
 
 #include <pgnotify/actors/bus.hpp>
@@ -90,6 +91,18 @@ struct listener_fixture : caf_fixture {
     for (size_t i = 1; i < server->connect_attempts.size(); ++i)
       result.push_back(server->connect_attempts[i] - server->connect_attempts[i - 1]);
     return result;
+  }
+
+  /// A bus on channel "a" over the scripted server, connected.
+  std::optional<bus_actor> start_bus() {
+    bus_settings settings;
+    settings.channels = {"a"};
+    settings.health = {0s, 0s};
+    auto bus = spawn_bus(sys, settings, server->factory());
+    REQUIRE(bus);
+    stopped_at_exit(*bus);
+    sched.run();
+    return *bus;
   }
 
   caf::error await_down() {
@@ -487,13 +500,7 @@ TEST_CASE_FIXTURE(listener_fixture, "listener: the server's view of the LISTENs 
 
 TEST_CASE_FIXTURE(listener_fixture,
                   "bus: a crashed listener is restarted and every subscription survives") {
-  bus_settings settings;
-  settings.channels = {"a"};
-  settings.health = {0s, 0s};
-  auto bus = spawn_bus(sys, settings, server->factory());
-  REQUIRE(bus);
-  stopped_at_exit(*bus);
-  sched.run();
+  auto bus = start_bus();
   auto sub = spawn_recorder();
   self->send(*bus, subscribe_atom_v, std::string{"a"}, sub);
   self->send(*bus, reconnects_atom_v, sub);
@@ -530,6 +537,41 @@ TEST_CASE_FIXTURE(listener_fixture,
       for (const auto& n : msg.get_as<notification_batch>(0)) seen.emplace_back(n.payload);
   }
   CHECK(seen == std::vector<std::string>{"reconnected 2", "after the restart"});
+}
+
+TEST_CASE_FIXTURE(listener_fixture,
+                  "bus: a subscribe that names another protocol version is refused naming both") {
+  auto bus = start_bus();
+  auto sub = spawn_recorder();
+  auto subscribe = [&](uint32_t version) {
+    self->send(caf::actor_cast<caf::actor>(*bus), subscribe_atom_v, std::string{"a"}, sub,
+               uint32_t{0}, version);
+    sched.run();
+    caf::error result;
+    self->receive([](caf::ok_atom) {}, [&](caf::error& err) { result = std::move(err); },
+                  caf::after(0s) >> [] { FAIL("no reply"); });
+    return result;
+  };
+  auto err = subscribe(protocol_version - 1);
+  REQUIRE(err);
+  auto text = render(err);
+  CHECK_MESSAGE(text.find("protocol_mismatch") != std::string::npos, text);
+  CHECK_MESSAGE(text.find("this bus speaks pgnotify protocol " + std::to_string(protocol_version) +
+                          ", the subscribing node protocol " +
+                          std::to_string(protocol_version - 1)) != std::string::npos,
+                text);
+  // The same version subscribes; bound 0 is the bus's default bound.
+  CHECK(!subscribe(protocol_version));
+  server->notify("a", "x");
+  sched.run();
+  CHECK(payloads(sub) == std::vector<std::string>{"x"});
+  self->send(*bus, stats_atom_v);
+  sched.run();
+  bus_stats stats;
+  self->receive([&](bus_stats& x) { stats = std::move(x); },
+                caf::after(0s) >> [] { FAIL("no stats"); });
+  REQUIRE(stats.subscriptions.size() == 1);
+  CHECK(stats.subscriptions[0].bound == bus_settings{}.default_bound);
 }
 
 TEST_CASE_FIXTURE(caf_fixture, "bus: without CAF's middleman spawn_bus says what to do") {

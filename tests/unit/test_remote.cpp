@@ -24,9 +24,9 @@ namespace {
 // later version might: each keeps one of pgnotify's signatures.
 using bus_v1 = caf::typed_actor<
     caf::replies_to<unsubscribe_atom, std::string, caf::actor>::with<caf::ok_atom>>;
-using protocol_v3_atom = caf::atom_constant<caf::atom("pgnotify3")>;
-using bus_v3 = caf::typed_actor<
-    caf::replies_to<protocol_v3_atom>::with<uint32_t>,
+using protocol_v4_atom = caf::atom_constant<caf::atom("pgnotify4")>;
+using bus_v4 = caf::typed_actor<
+    caf::replies_to<protocol_v4_atom>::with<uint32_t>,
     caf::replies_to<unsubscribe_atom, std::string, caf::actor>::with<caf::ok_atom>>;
 
 // (An argument: CAF 0.17 spawns a function without any through a null
@@ -35,8 +35,8 @@ bus_v1::behavior_type fake_v1(bus_v1::pointer, int) {
   return {[](unsubscribe_atom, const std::string&, const caf::actor&) { return caf::ok_atom_v; }};
 }
 
-bus_v3::behavior_type fake_v3(bus_v3::pointer, int) {
-  return {[](protocol_v3_atom) { return uint32_t{3}; },
+bus_v4::behavior_type fake_v4(bus_v4::pointer, int) {
+  return {[](protocol_v4_atom) { return uint32_t{4}; },
           [](unsubscribe_atom, const std::string&, const caf::actor&) { return caf::ok_atom_v; }};
 }
 
@@ -65,20 +65,20 @@ std::string refusal(const Handle& server_actor, node& server) {
 
 }  // namespace
 
-TEST_CASE("remote: a server of protocol 1 or 3 is refused and the message names both versions") {
+TEST_CASE("remote: a server of protocol 1 or 4 is refused and the message names both versions") {
   node server;
   auto v1 = server.sys->spawn(fake_v1, 0);
   auto text = refusal(v1, server);
   CHECK_MESSAGE(text.find("the server speaks pgnotify protocol 1, this program pgnotify protocol " +
                           std::to_string(protocol_version)) != std::string::npos,
                 text);
-  auto v3 = server.sys->spawn(fake_v3, 0);
-  text = refusal(v3, server);
-  CHECK_MESSAGE(text.find("the server speaks pgnotify protocol 3, this program pgnotify protocol " +
+  auto v4 = server.sys->spawn(fake_v4, 0);
+  text = refusal(v4, server);
+  CHECK_MESSAGE(text.find("the server speaks pgnotify protocol 4, this program pgnotify protocol " +
                           std::to_string(protocol_version)) != std::string::npos,
                 text);
   caf::anon_send_exit(v1, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(v3, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(v4, caf::exit_reason::user_shutdown);
 }
 
 TEST_CASE("remote: the protocol atom carries protocol_version and CAF shows it in interfaces") {
