@@ -1,6 +1,7 @@
 #include "registry_state.hpp"
 
 #include <algorithm>
+#include <optional>
 
 #include <caf/make_message.hpp>
 #include <caf/send.hpp>
@@ -34,6 +35,72 @@ void untrack(registry_pointer self, const caf::actor_addr& who) {
   }
 }
 
+// -- acks ---------------------------------------------------------------------
+
+void bad_ack(registry_pointer self, const std::string& channel, uint64_t count,
+             uint32_t in_flight) {
+  self->state.bad_acks += 1;
+  logger()->warn("pgnotify: dropped an ack of {} on {:?} from {}, which has {} in flight there",
+                 count, channel, caf::to_string(self->current_sender()), in_flight);
+}
+
+// Frees what a subscriber acked; an ack never frees credit that the subscriber
+// did not consume.
+void settle(registry_pointer self, const std::string& channel, uint32_t& in_flight,
+            uint64_t count) {
+  if (count > in_flight) {
+    bad_ack(self, channel, count, in_flight);
+    count = in_flight;
+  }
+  in_flight -= static_cast<uint32_t>(count);
+}
+
+// Collects what a subscriber on this node acked in its local_acks since the last look.
+void collect(registry_pointer self, const std::string& channel, subscription& sub) {
+  if (sub.acks) settle(self, channel, sub.in_flight, sub.acks->take());
+}
+
+// A lagging subscriber hears of its loss once it has acked everything it was
+// sent; one on this node is asked to tell when that is (local_acks::add).
+void report_loss_when_caught_up(registry_pointer self, const std::string& channel,
+                                subscription& sub) {
+  if (sub.unreported == 0) return;
+  if (sub.acks && sub.in_flight > 0) {
+    settle(self, channel, sub.in_flight, sub.acks->take_and_wait());
+    if (sub.in_flight == 0) sub.acks->take();  // no more word needed
+  }
+  if (sub.in_flight > 0) return;
+  send_to(self, sub.subscriber, lagged{channel, sub.unreported});
+  sub.unreported = 0;
+}
+
+using cancelled_entry = decltype(registry_state::cancelled)::iterator;
+
+// cancelled -> gone once everything it was sent is acked; one on this node is
+// asked to tell when that is.
+void settle_cancelled(registry_pointer self, cancelled_entry j) {
+  auto& entry = j->second;
+  if (entry.acks && entry.in_flight > 0) {
+    settle(self, j->first.second, entry.in_flight, entry.acks->take_and_wait());
+    if (entry.in_flight == 0) entry.acks->take();  // no more word needed
+  }
+  if (entry.in_flight > 0) return;
+  auto who = j->first.first;
+  self->state.cancelled.erase(j);
+  untrack(self, who);
+}
+
+// Brings every count up to date with what subscribers on this node acked.
+void collect_all(registry_pointer self) {
+  auto& st = self->state;
+  for (auto& [channel, subs] : st.channels)
+    for (auto& sub : subs) {
+      collect(self, channel, sub);
+      report_loss_when_caught_up(self, channel, sub);
+    }
+  for (auto j = st.cancelled.begin(); j != st.cancelled.end();) settle_cancelled(self, j++);
+}
+
 caf::error unknown_channel(const std::string& channel) {
   return make_error(errc::unknown_channel, "not one of the bus's channels: " + channel);
 }
@@ -63,10 +130,12 @@ void activate(registry_pointer self, const std::string& channel, subscription_li
   subscription sub{who, bound};
   auto& cancelled = self->state.cancelled;
   if (auto j = cancelled.find({who.address(), channel}); j != cancelled.end()) {
-    sub.in_flight = j->second;
+    sub.in_flight = j->second.in_flight;
+    sub.acks = std::move(j->second.acks);  // batches in flight ack there
     cancelled.erase(j);
     untrack(self, who.address());
   }
+  if (!sub.acks && who.node() == self->node()) sub.acks = std::make_shared<local_acks>();
   subs.add(std::move(sub));
 }
 
@@ -74,16 +143,21 @@ void activate(registry_pointer self, const std::string& channel, subscription_li
 void deactivate(registry_pointer self, const std::string& channel, subscription_list& subs,
                 subscription& sub) {
   auto who = sub.subscriber.address();
+  collect(self, channel, sub);
+  std::optional<cancelled_entry> cancelled;
   if (sub.in_flight > 0) {
     // The subscription's reference keeps the actor monitored, now for this entry.
-    auto [j, added] = self->state.cancelled.try_emplace({who, channel}, 0);
-    j->second += sub.in_flight;
+    auto [j, added] = self->state.cancelled.try_emplace({who, channel});
+    j->second.in_flight += sub.in_flight;
+    j->second.acks = sub.acks;
     if (!added) untrack(self, who);
+    cancelled = j;
   } else {
     untrack(self, who);
   }
   auto* gone = &sub;
   subs.remove_if([&](const subscription& s) { return &s == gone; });
+  if (cancelled) settle_cancelled(self, *cancelled);
   drop_if_unused(self, channel);
 }
 
@@ -243,20 +317,26 @@ void dispatch(registry_pointer self, const std::string& channel, subscription_li
     return;
   }
   auto count = static_cast<uint32_t>(items.size());
-  auto shared = caf::make_message(items);
+  caf::message shared;  // for subscribers on other nodes, made once
   for (auto& sub : subs) {
+    collect(self, channel, sub);
     uint32_t room = sub.unreported > 0 ? 0 : sub.bound - std::min(sub.bound, sub.in_flight);
     uint32_t sent = std::min(room, count);
-    if (sent == count)
+    if (sent > 0 && sub.acks) {
+      send_to(self, sub.subscriber, items.first(sent).with_acks(sub.acks));
+    } else if (sent == count) {
+      if (shared.empty()) shared = caf::make_message(items);
       send_to(self, sub.subscriber, shared);
-    else if (sent > 0)
+    } else if (sent > 0) {
       send_to(self, sub.subscriber, items.first(sent));
+    }
     sub.in_flight += sent;
     sub.delivered += sent;
     sub.unreported += count - sent;
     sub.missed += count - sent;
     st.delivered += sent;
     st.missed += count - sent;
+    report_loss_when_caught_up(self, channel, sub);
   }
 }
 
@@ -281,13 +361,6 @@ bool from_listener(registry_pointer self) {
   logger()->warn("pgnotify: dropped an internal message from {}, which is not the listener",
                  caf::to_string(self->current_sender()));
   return false;
-}
-
-void bad_ack(registry_pointer self, const std::string& channel, uint32_t count,
-             uint32_t in_flight) {
-  self->state.bad_acks += 1;
-  logger()->warn("pgnotify: dropped an ack of {} on {:?} from {}, which has {} in flight there",
-                 count, channel, caf::to_string(self->current_sender()), in_flight);
 }
 
 }  // namespace
@@ -345,6 +418,7 @@ registry_actor::behavior_type registry(registry_pointer self, registry_settings 
         return names;
       },
       [=](stats_atom) {
+        collect_all(self);
         const auto& st = self->state;
         bus_stats result;
         result.received = st.received;
@@ -385,13 +459,11 @@ registry_actor::behavior_type registry(registry_pointer self, registry_settings 
         // counting on every ack.
         if (i != self->state.channels.end()) {
           if (auto* sub = i->second.find(self->current_sender().get())) {
-            // An ack never frees credit the subscriber did not consume.
+            // From a subscriber on this node, also word that it acked locally.
+            collect(self, channel, *sub);
             if (count > sub->in_flight) return bad_ack(self, channel, count, sub->in_flight);
             sub->in_flight -= count;
-            if (sub->in_flight == 0 && sub->unreported > 0) {
-              send_to(self, sub->subscriber, lagged{channel, sub->unreported});
-              sub->unreported = 0;
-            }
+            report_loss_when_caught_up(self, channel, *sub);
             return;
           }
         }
@@ -399,12 +471,16 @@ registry_actor::behavior_type registry(registry_pointer self, registry_settings 
         auto& cancelled = self->state.cancelled;
         auto who = caf::actor_cast<caf::actor_addr>(self->current_sender());
         auto j = cancelled.find({who, channel});
-        if (j == cancelled.end() || count > j->second)
-          return bad_ack(self, channel, count, j == cancelled.end() ? 0 : j->second);
-        if ((j->second -= count) == 0) {
-          cancelled.erase(j);  // cancelled -> gone
-          untrack(self, who);
+        if (j == cancelled.end()) {
+          // Word from local acks (count 0) may come after they were collected.
+          if (count > 0) bad_ack(self, channel, count, 0);
+          return;
         }
+        auto& entry = j->second;
+        if (entry.acks) settle(self, channel, entry.in_flight, entry.acks->take());
+        if (count > entry.in_flight) return bad_ack(self, channel, count, entry.in_flight);
+        entry.in_flight -= count;
+        settle_cancelled(self, j);
       },
   };
 }

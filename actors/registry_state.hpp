@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -37,7 +38,10 @@ namespace pgnotify {
 struct subscription {
   caf::actor subscriber;
   uint32_t bound = 0;
-  uint32_t in_flight = 0;   ///< sent, not yet acked
+  uint32_t in_flight = 0;  ///< sent, not yet acked (as far as collected from `acks`)
+  /// A subscriber on this node acks here, without messages; null for one on
+  /// another node.
+  std::shared_ptr<local_acks> acks{};
   uint64_t unreported = 0;  ///< missed since the last lagged message
   uint64_t delivered = 0;
   uint64_t missed = 0;
@@ -95,6 +99,12 @@ struct pending_subscribe {
   uint32_t bound = 0;
 };
 
+/// What a cancelled subscription has not acked yet.
+struct unacked {
+  uint32_t in_flight = 0;
+  std::shared_ptr<local_acks> acks{};  ///< as in subscription
+};
+
 /// A dynamic channel whose LISTEN is under way: one request to the listener per
 /// channel, however many subscribe meanwhile.
 struct pending_listen {
@@ -120,7 +130,7 @@ struct registry_state {
   /// Cancelled subscriptions: unacked notifications of a subscriber that
   /// unsubscribed. Its late acks settle these, and a re-subscription starts
   /// with them in flight.
-  std::map<std::pair<caf::actor_addr, std::string>, uint32_t> cancelled;
+  std::map<std::pair<caf::actor_addr, std::string>, unacked> cancelled;
   std::vector<caf::actor> reconnect_subscribers;
   /// How many entries (active, pending and cancelled subscriptions, reconnect
   /// subscriptions) each monitored actor has in the tables above.

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 
 namespace pgnotify {
@@ -108,6 +109,8 @@ caf::behavior subscriber(caf::stateful_actor<subscriber_state>* self, subscripti
           cb.on_batch(batch);
         else
           for (const auto& n : batch) cb.on_notification(n);
+        // On the registry's node an ack costs an atomic add: no need to wait.
+        if (batch.acks()) return ack(self, batch);
         // Acks go to whoever sent the batch: the registry, even behind a bus.
         if (!self->state.registry)  // the bus's registry: the same for every batch
           self->state.registry = caf::actor_cast<ack_handle>(self->current_sender());
@@ -132,6 +135,17 @@ caf::behavior subscriber(caf::stateful_actor<subscriber_state>* self, subscripti
 }
 
 }  // namespace
+
+void ack(caf::local_actor* self, const notification_batch& batch) {
+  if (batch.empty()) return;
+  auto count = static_cast<uint32_t>(batch.size());
+  if (auto* acks = batch.acks()) {
+    if (!acks->add(count)) return;
+    count = 0;  // the registry waits for word: the count is in `acks` already
+  }
+  caf::unsafe_send_as(self, caf::actor_cast<ack_handle>(self->current_sender()), ack_atom_v,
+                      std::string{batch.front().channel}, count);
+}
 
 caf::actor spawn_subscriber(caf::actor_system& sys, subscription_actor bus,
                             subscriber_options options, subscriber_callbacks callbacks) {

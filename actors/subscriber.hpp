@@ -12,6 +12,7 @@
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
+#include <caf/local_actor.hpp>
 
 #include "../messages/protocol.hpp"
 
@@ -45,6 +46,13 @@ struct subscriber_options {
   std::vector<std::string> channels;
   std::optional<uint32_t> bound;  ///< unset: the bus's default bound
 };
+
+/// For an actor that speaks the protocol itself: acks `batch`, which it has
+/// processed, to the batch's sender. Call it while handling that batch. On the
+/// registry's node this is an atomic add to the batch's local_acks (a message
+/// only when the registry waits for one); from another node, the message
+/// (ack_atom, channel, size). messages/protocol.hpp has the rules.
+void ack(caf::local_actor* self, const notification_batch& batch);
 
 /// Spawns the helper; `bus` may be a bus_actor, local or on another node (then
 /// its subscribes name this node's protocol version), or a local registry_actor.

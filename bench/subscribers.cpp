@@ -17,13 +17,6 @@ void common_callbacks(subscriber_callbacks& callbacks, const caf::actor& probe) 
   callbacks.on_error = [probe](const caf::error& err) { caf::anon_send(probe, err); };
 }
 
-void ack(caf::event_based_actor* self, const notification_batch& batch) {
-  if (batch.empty()) return;
-  // To whoever sent the batch: the registry, even behind the bus.
-  self->send(caf::actor_cast<ack_handle>(self->current_sender()), ack_atom_v,
-             std::string{batch.front().channel}, static_cast<uint32_t>(batch.size()));
-}
-
 caf::behavior stalled_subscriber(caf::event_based_actor* self, caf::actor probe) {
   // caf::skip leaves a batch in the mailbox, unprocessed and unacked, exactly as
   // if the actor were busy elsewhere; the registry must stop at the bound.
@@ -50,7 +43,7 @@ caf::behavior counting_actor(caf::event_based_actor* self, std::shared_ptr<strea
   return {
       [=](const notification_batch& batch) {
         ++tally->batches;
-        for (const auto& n : batch) tally->count(n, probe);
+        if (!batch.empty()) tally->count_batch(batch, probe);
         ack(self, batch);
       },
       [=](const lagged& msg) { caf::anon_send(probe, msg); },

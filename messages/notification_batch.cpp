@@ -1,6 +1,7 @@
 #include "notification_batch.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 #include <stdexcept>
 
@@ -28,6 +29,12 @@ notification_batch notification_batch::first(size_t count) const {
   return result;
 }
 
+notification_batch notification_batch::with_acks(std::shared_ptr<local_acks> acks) const {
+  notification_batch result = *this;
+  result.acks_ = std::move(acks);
+  return result;
+}
+
 notification_batch notification_batch::only(std::string_view channel) const {
   builder out;
   for (const auto& n : *this)
@@ -52,29 +59,53 @@ notification_batch notification_batch::from_wire(const std::vector<wire_item>& i
 
 void notification_batch::builder::add(std::string_view channel, std::string_view payload,
                                       int32_t backend_pid) {
-  if (!data_) {
-    data_ = std::make_shared<storage>();
-    data_->text.reserve(text_hint_);
-    data_->entries.reserve(entries_hint_);
-  }
-  auto& text = data_->text;
-  auto& entries = data_->entries;
-  if (text.size() + channel.size() + payload.size() > std::numeric_limits<uint32_t>::max())
-    throw std::length_error("pgnotify: a notification batch holds at most 4 GiB");
-  entry e{};
+  if (!data_) start();
+  const auto& text = data_->text;
+  const auto& entries = data_->entries;
+  // A channel name repeated from the previous notification is not copied again.
   if (!entries.empty() && std::string_view{text.data() + entries.back().channel_offset,
-                                           entries.back().channel_size} == channel) {
-    e.channel_offset = entries.back().channel_offset;
-  } else {
-    e.channel_offset = static_cast<uint32_t>(text.size());
-    text.append(channel);
-  }
-  e.channel_size = static_cast<uint32_t>(channel.size());
+                                           entries.back().channel_size} == channel)
+    return append(entries.back().channel_offset, entries.back().channel_size, payload, backend_pid);
+  auto channel_offset = static_cast<uint32_t>(text.size());
+  check_fits(channel.size() + payload.size());
+  data_->text.append(channel);
+  append(channel_offset, static_cast<uint32_t>(channel.size()), payload, backend_pid);
+}
+
+void notification_batch::builder::check_fits(size_t bytes) {
+  if (data_->text.size() + bytes > std::numeric_limits<uint32_t>::max())
+    throw std::length_error("pgnotify: a notification batch holds at most 4 GiB");
+}
+
+void notification_batch::builder::append(uint32_t channel_offset, uint32_t channel_size,
+                                         std::string_view payload, int32_t backend_pid) {
+  check_fits(payload.size());
+  auto& text = data_->text;
+  entry e{};
+  e.channel_offset = channel_offset;
+  e.channel_size = channel_size;
   e.payload_offset = static_cast<uint32_t>(text.size());
   e.payload_size = static_cast<uint32_t>(payload.size());
   e.backend_pid = backend_pid;
   text.append(payload);
-  entries.push_back(e);
+  data_->entries.push_back(e);
+}
+
+void notification_batch::builder::start() {
+  // The last batch's buffers, once every copy of it is gone: a burst then reads
+  // into memory that is already there (no allocation, no page faults).
+  if (spare_ && spare_.use_count() == 1) {
+    // The last owner let go with a release; see its writes before reusing.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    data_ = std::move(spare_);
+    data_->text.clear();
+    data_->entries.clear();
+    return;
+  }
+  spare_.reset();
+  data_ = std::make_shared<storage>();
+  data_->text.reserve(text_hint_);
+  data_->entries.reserve(entries_hint_);
 }
 
 notification_batch notification_batch::builder::finish(uint64_t generation) {
@@ -83,6 +114,8 @@ notification_batch notification_batch::builder::finish(uint64_t generation) {
   data_->generation = generation;
   text_hint_ = data_->text.size();
   entries_hint_ = data_->entries.size();
+  // Kept for reuse unless it grew large (a burst of big payloads).
+  if (data_->text.capacity() <= max_spare_bytes) spare_ = data_;
   result.size_ = data_->entries.size();
   result.data_ = std::move(data_);
   return result;

@@ -4,6 +4,7 @@
 // every subscriber it reaches. A notification is a view into its batch.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <iterator>
 #include <memory>
@@ -28,6 +29,39 @@ struct notification {
   std::string_view payload;  ///< byte for byte as sent; may be empty
   int32_t backend_pid = 0;   ///< the notifying backend
   uint64_t generation = 0;   ///< the connection generation it arrived in (>= 1)
+};
+
+/// Where a subscriber on the registry's own node acks: an atomic count of the
+/// notifications it has processed, which the registry collects when it next
+/// sends to it, instead of an (ack_atom, channel, count) message per batch.
+/// Only a subscriber that lags needs to tell the registry (see add). Both sides
+/// use sequentially consistent operations, so an add that misses the registry's
+/// request for word is seen by the registry's take that follows the request.
+class alignas(64) local_acks {
+ public:
+  /// Subscriber: `count` more notifications processed. True if the registry
+  /// waits to hear of it: then send it (ack_atom, channel, uint32_t{0}).
+  bool add(uint32_t count) noexcept {
+    processed_.fetch_add(count);
+    return waiting_.load() && waiting_.exchange(false);
+  }
+
+  /// Registry: what was processed since the last take; stops waiting (a
+  /// registry that still waits asks again, by take_and_wait).
+  uint64_t take() noexcept {
+    if (waiting_.load(std::memory_order_relaxed)) waiting_.store(false);
+    return processed_.exchange(0);
+  }
+
+  /// Registry: asks the next add() to report, then takes.
+  uint64_t take_and_wait() noexcept {
+    waiting_.store(true);
+    return processed_.exchange(0);
+  }
+
+ private:
+  std::atomic<uint64_t> processed_{0};
+  std::atomic<bool> waiting_{false};
 };
 
 /// Notifications in arrival order, all of one generation; immutable and cheap
@@ -57,6 +91,13 @@ class notification_batch {
   /// The notifications of `channel`, in order, copied into a new batch.
   notification_batch only(std::string_view channel) const;
 
+  /// Where the recipient acks this batch without a message (see local_acks):
+  /// set by a registry on the recipient's node, null from another node (it
+  /// does not travel). Acking is pgnotify::ack's job (actors/subscriber.hpp).
+  local_acks* acks() const noexcept { return acks_.get(); }
+  /// This batch, acked into `acks`.
+  notification_batch with_acks(std::shared_ptr<local_acks> acks) const;
+
   /// The form a batch takes on the wire: one element per notification.
   struct wire_item {
     std::string channel;
@@ -82,6 +123,7 @@ class notification_batch {
 
   std::shared_ptr<const storage> data_;
   size_t size_ = 0;  ///< a prefix of data_->entries
+  std::shared_ptr<local_acks> acks_;
 };
 
 /// Builds a batch: one copy of each notification into one growing buffer (a
@@ -98,7 +140,15 @@ class notification_batch::builder {
   void clear() noexcept { data_.reset(); }
 
  private:
+  static constexpr size_t max_spare_bytes = 1 << 20;
+  void start();
+  /// Throws std::length_error unless `bytes` more fit the 32-bit offsets.
+  void check_fits(size_t bytes);
+  void append(uint32_t channel_offset, uint32_t channel_size, std::string_view payload,
+              int32_t backend_pid);
+
   std::shared_ptr<storage> data_;
+  std::shared_ptr<storage> spare_;  ///< the last batch's storage, reused once nobody holds it
   size_t text_hint_ = 0;
   size_t entries_hint_ = 0;
 };

@@ -64,6 +64,13 @@ struct received_notifications {
 /// in its mailbox: the registry sends only within the bound, and reports a
 /// loss (lagged) once everything sent has been acked. An ack for more than is
 /// in flight frees nothing (bus_stats::bad_acks).
+///
+/// On the registry's own node a batch carries local_acks (batch.acks() is not
+/// null): the subscriber acks each batch there once processed, an atomic add
+/// that the registry collects whenever it sends, and sends (ack_atom, channel,
+/// 0) only when local_acks::add asks for it (the registry waits to report a
+/// loss). pgnotify::ack (actors/subscriber.hpp) does either, as the batch asks.
+/// Acks by message remain valid on any node.
 
 /// A subscriber's view of the sender of its batches: the registry, to which it
 /// sends nothing but acks (the registry checks them, and refuses anything

@@ -175,16 +175,27 @@ read_outcome pq_connection::read(notification_batch::builder& out, size_t max) {
     outcome.lost = true;
     return outcome;
   }
-  bool consumed = PQconsumeInput(conn_) != 0;
-  if (consumed) collect_results(outcome);
-  // Whatever libpq parsed is handed out, also (especially) before a failure.
+  // One PQconsumeInput reads at most libpq's free buffer (16 KB at first, some
+  // 170 notifications): read on while reads bring many notifications, so that
+  // a burst makes batches of up to `max` and what a batch costs is paid less
+  // often. A read that brought a few has most likely emptied the socket: hand
+  // them on without another recv (latency).
+  constexpr size_t burst = 16;
   size_t taken = 0;
-  while (taken < max) {
-    PGnotify* n = PQnotifies(conn_);
-    if (n == nullptr) break;
-    out.add(n->relname, n->extra, n->be_pid);  // the one copy of it
-    PQfreemem(n);
-    ++taken;
+  bool consumed = true;
+  for (;;) {
+    consumed = PQconsumeInput(conn_) != 0;
+    if (consumed) collect_results(outcome);
+    // Whatever libpq parsed is handed out, also (especially) before a failure.
+    auto before = taken;
+    while (taken < max) {
+      PGnotify* n = PQnotifies(conn_);
+      if (n == nullptr) break;
+      out.add(n->relname, n->extra, n->be_pid);  // the one copy of it
+      PQfreemem(n);
+      ++taken;
+    }
+    if (!consumed || taken == max || taken - before < burst) break;
   }
   outcome.more = taken == max;
   outcome.lost = !consumed || PQstatus(conn_) == CONNECTION_BAD;

@@ -78,3 +78,41 @@ TEST_CASE_FIXTURE(test::caf_fixture,
     CHECK(received.generation() == sent.generation());
   }
 }
+
+TEST_CASE("batch: a repeated channel name is stored once and a prefix is not taken for it") {
+  notification_batch::builder out;
+  out.add("ab", "1", 1);
+  out.add("ab", "2", 2);  // the same name: shares its place
+  out.add("a", "3", 3);   // a prefix of the last name
+  out.add("ab", "4", 4);  // longer than the last name
+  out.add("abc", "5", 5);
+  out.add("abc", "6", 6);
+  auto batch = out.finish(1);
+  CHECK(texts(batch) == std::vector<std::string>{"ab/1/1@1", "ab/2/2@1", "a/3/3@1", "ab/4/4@1",
+                                                 "abc/5/5@1", "abc/6/6@1"});
+  CHECK(batch[0].channel.data() == batch[1].channel.data());
+  CHECK(batch[4].channel.data() == batch[5].channel.data());
+  CHECK(batch[2].channel.data() != batch[1].channel.data());
+}
+
+TEST_CASE("batch: the builder reuses a batch's buffer only once nobody holds the batch") {
+  notification_batch::builder out;
+  out.add("c", "first", 1);
+  auto held = out.finish(1);
+  const char* first_place = held.front().payload.data();
+  out.add("c", "second", 2);
+  auto second = out.finish(1);  // `held` still lives: a new buffer
+  CHECK(second.front().payload.data() != first_place);
+  CHECK(texts(held) == std::vector<std::string>{"c/first/1@1"});
+  auto prefix = second.first(1);  // a prefix holds the buffer too
+  second = notification_batch{};
+  out.add("c", "third", 3);
+  auto third = out.finish(2);
+  CHECK(texts(prefix) == std::vector<std::string>{"c/second/2@1"});
+  const char* third_place = third.front().payload.data();
+  third = notification_batch{};
+  out.add("c", "fourth", 4);
+  auto fourth = out.finish(3);  // nobody held the third: its buffer again
+  CHECK(fourth.front().payload.data() == third_place);
+  CHECK(texts(fourth) == std::vector<std::string>{"c/fourth/4@3"});
+}

@@ -88,6 +88,20 @@ struct registry_fixture : caf_fixture {
     sched.run();
   }
 
+  /// Acks the `index`th message of recorder `who`, a batch, as a subscriber on
+  /// the registry's node does (pgnotify::ack): into the batch's local_acks, and
+  /// with (ack_atom, channel, 0) only if the registry asks for it. Returns
+  /// whether it did.
+  bool ack_locally(const caf::actor& who, size_t index) {
+    auto& msg = messages_of(who).at(index);
+    REQUIRE(msg.match_elements<notification_batch>());
+    const auto& batch = msg.get_as<notification_batch>(0);
+    REQUIRE(batch.acks() != nullptr);
+    if (!batch.acks()->add(static_cast<uint32_t>(batch.size()))) return false;
+    ack(who, std::string{batch.front().channel}, 0);
+    return true;
+  }
+
   std::vector<lagged> lags(const caf::actor& who) {
     std::vector<lagged> result;
     for (auto& msg : messages_of(who))
@@ -123,7 +137,8 @@ TEST_CASE_FIXTURE(registry_fixture,
   CHECK(stats().delivered == 15);
 }
 
-TEST_CASE_FIXTURE(registry_fixture, "registry: all subscribers share one batch message") {
+TEST_CASE_FIXTURE(registry_fixture,
+                  "registry: all subscribers share one batch buffer and each acks on its own") {
   auto s1 = spawn_recorder(), s2 = spawn_recorder();
   subscribe("a", s1);
   subscribe("a", s2);
@@ -131,7 +146,13 @@ TEST_CASE_FIXTURE(registry_fixture, "registry: all subscribers share one batch m
   auto& m1 = messages_of(s1).back();
   auto& m2 = messages_of(s2).back();
   REQUIRE(m1.match_elements<notification_batch>());
-  CHECK(&m1.get_as<notification_batch>(0) == &m2.get_as<notification_batch>(0));
+  REQUIRE(m2.match_elements<notification_batch>());
+  const auto& b1 = m1.get_as<notification_batch>(0);
+  const auto& b2 = m2.get_as<notification_batch>(0);
+  CHECK(b1.front().payload.data() == b2.front().payload.data());  // one copy of the text
+  REQUIRE(b1.acks() != nullptr);                                  // both are on the registry's node
+  REQUIRE(b2.acks() != nullptr);
+  CHECK(b1.acks() != b2.acks());
 }
 
 TEST_CASE_FIXTURE(registry_fixture, "registry: a mixed read is split by channel in order") {
@@ -226,6 +247,71 @@ TEST_CASE_FIXTURE(
   auto st = stats();
   CHECK(st.missed == 6);
   CHECK(st.delivered == 4 + 2 + 12);
+}
+
+TEST_CASE_FIXTURE(registry_fixture,
+                  "registry: a subscriber on its node acks without messages and a lagging one "
+                  "asks once it has caught up") {
+  auto slow = spawn_recorder(), fast = spawn_recorder();
+  subscribe("a", slow, 4);
+  subscribe("a", fast, 4);
+  deliver("a", 0, 3);  // slow: 3 in flight
+  CHECK_FALSE(ack_locally(fast, 0));
+  deliver("a", 3, 4);  // slow: room for 1 -> gets "3", misses 4,5,6
+  CHECK_FALSE(ack_locally(fast, 1));
+  deliver("a", 7, 3);  // slow: lagging -> misses 7,8,9
+  CHECK_FALSE(ack_locally(fast, 2));
+  // Bound 4 < 10, and no ack message: the registry collected fast's local acks.
+  CHECK(payloads(fast) == range(0, 10));
+  CHECK(payloads(slow) == range(0, 4));
+  CHECK(ack_locally(slow, 0));  // the registry waits for word: one in flight
+  CHECK(lags(slow).empty());
+  CHECK(ack_locally(slow, 1));  // caught up
+  REQUIRE(lags(slow).size() == 1);
+  CHECK(lags(slow)[0].missed == 6);
+  deliver("a", 10, 2);
+  CHECK(payloads(slow) == std::vector<std::string>{"0", "1", "2", "3", "10", "11"});
+  CHECK_FALSE(ack_locally(slow, 3));  // no longer lagging: no message
+  CHECK_FALSE(ack_locally(fast, 3));
+  auto st = stats();
+  CHECK(st.missed == 6);
+  CHECK(st.bad_acks == 0);
+  for (const auto& sub : st.subscriptions) CHECK(sub.in_flight == 0);
+}
+
+TEST_CASE_FIXTURE(registry_fixture,
+                  "registry: a cancelled subscription on the registry's node is settled by "
+                  "its local acks") {
+  auto s = spawn_recorder();
+  subscribe("a", s, 8);
+  deliver("a", 0, 3);
+  deliver("a", 3, 2);
+  CHECK(ask<caf::ok_atom>(unsubscribe_atom_v, std::string{"a"}, s));
+  auto cancelled = at_rest(2);
+  cancelled.cancelled = 1;
+  cancelled.monitored = 1;
+  CHECK(tables() == cancelled);
+  CHECK(ack_locally(s, 0));  // the registry asked to hear of it
+  CHECK(tables() == cancelled);
+  CHECK(ack_locally(s, 1));
+  CHECK(tables() == at_rest(2));
+  CHECK(stats().bad_acks == 0);
+}
+
+TEST_CASE_FIXTURE(registry_fixture,
+                  "registry: a re-subscription takes over the local acks of what is in flight") {
+  auto s = spawn_recorder();
+  subscribe("a", s, 4);
+  deliver("a", 0, 3);
+  CHECK(ask<caf::ok_atom>(unsubscribe_atom_v, std::string{"a"}, s));
+  subscribe("a", s, 4);
+  deliver("a", 3, 3);  // room for 1: 3 are still in flight
+  CHECK(payloads(s) == range(0, 4));
+  CHECK(ack_locally(s, 0));  // lagging: the registry asked
+  CHECK(ack_locally(s, 1));
+  REQUIRE(lags(s).size() == 1);
+  CHECK(lags(s)[0].missed == 2);
+  CHECK(stats().bad_acks == 0);
 }
 
 TEST_CASE_FIXTURE(registry_fixture, "registry: memory stays bounded while a subscriber stalls") {
@@ -763,7 +849,9 @@ struct slot {
   caf::actor handle;
   size_t seen = 0;                          ///< its messages counted so far
   std::map<std::string, uint32_t> unacked;  ///< received, not yet acked, per channel
-  std::set<std::string> subscribed;         ///< as the replies so far say
+  /// Per channel, the local acks of the last batch (the recorder keeps it alive).
+  std::map<std::string, local_acks*> acks;
+  std::set<std::string> subscribed;  ///< as the replies so far say
   bool reconnects = false;
 };
 
@@ -788,7 +876,9 @@ TEST_CASE_FIXTURE(churn_fixture,
     for (; s.seen < messages.size(); ++s.seen)
       if (messages[s.seen].match_elements<notification_batch>()) {
         const auto& items = messages[s.seen].get_as<notification_batch>(0);
-        s.unacked[std::string{items.front().channel}] += static_cast<uint32_t>(items.size());
+        std::string channel{items.front().channel};
+        s.unacked[channel] += static_cast<uint32_t>(items.size());
+        s.acks[channel] = items.acks();
       }
   };
   // What the registry must hold now that everything sent has been handled.
@@ -885,6 +975,7 @@ TEST_CASE_FIXTURE(churn_fixture,
         s.handle = fresh();
         s.seen = 0;
         s.unacked.clear();
+        s.acks.clear();
         on_replies.push_back([&slots, index] {
           slots[index].subscribed.clear();
           slots[index].reconnects = false;
@@ -906,7 +997,13 @@ TEST_CASE_FIXTURE(churn_fixture,
         auto channel = owing[pick(owing.size())];
         auto count = static_cast<uint32_t>(1 + pick(s.unacked[channel]));
         s.unacked[channel] -= count;
-        caf::send_as(s.handle, reg, ack_atom_v, channel, count);
+        // Half by message, half as a subscriber on the registry's node acks
+        // (pgnotify::ack): into the last batch's local acks, which a cancelled
+        // or re-made subscription still shares, and a message only if asked.
+        if (pick(2) == 0)
+          caf::send_as(s.handle, reg, ack_atom_v, channel, count);
+        else if (s.acks.at(channel)->add(count))
+          caf::send_as(s.handle, reg, ack_atom_v, channel, uint32_t{0});
       } else {
         ++counts["deliver"];
         auto channel = channel_for(s, false);

@@ -53,6 +53,17 @@ struct subscriber_fixture : caf_fixture {
     sched.run();
   }
 
+  // What the registry counts as sent and not acked (its stats collect local acks).
+  subscription_stats subscription() {
+    self->send(reg, stats_atom_v);
+    sched.run();
+    bus_stats result;
+    self->receive([&](bus_stats& st) { result = std::move(st); },
+                  caf::after(0s) >> [] { FAIL("no stats"); });
+    REQUIRE(result.subscriptions.size() == 1);
+    return result.subscriptions[0];
+  }
+
   void deliver(int first, int count) {
     notification_batch::builder batch;
     for (int i = first; i < first + count; ++i) batch.add("a", std::to_string(i), 1);
@@ -100,9 +111,7 @@ TEST_CASE_FIXTURE(subscriber_fixture, "subscriber: unpacks batches in order and 
   for (int i = 0; i < 60; ++i) expected.push_back(std::to_string(i));
   CHECK(log->payloads == expected);  // bound 5 < 60: only acks can make this pass
   CHECK(log->lags.empty());
-  auto& subs = state_of<registry_state, registry_actor::base>(reg).channels["a"];
-  REQUIRE(subs.size() == 1);
-  CHECK(subs.begin()->in_flight == 0);
+  CHECK(subscription().in_flight == 0);
 }
 
 TEST_CASE_FIXTURE(subscriber_fixture,
@@ -122,10 +131,9 @@ TEST_CASE_FIXTURE(subscriber_fixture,
   CHECK(*batches == std::vector<std::vector<std::string>>{
                         {"0", "1", "2"}, {"3", "4", "5"}, {"6", "7", "8"}, {"9", "10", "11"}});
   // Each batch is acked once on_batch returns: bound 5 < 12 lost nothing.
-  auto& subs = state_of<registry_state, registry_actor::base>(reg).channels["a"];
-  REQUIRE(subs.size() == 1);
-  CHECK(subs.begin()->in_flight == 0);
-  CHECK(subs.begin()->missed == 0);
+  auto sub = subscription();
+  CHECK(sub.in_flight == 0);
+  CHECK(sub.missed == 0);
 }
 
 TEST_CASE_FIXTURE(subscriber_fixture,
@@ -166,6 +174,35 @@ TEST_CASE_FIXTURE(
   // 3 + 3 reach an eighth of the bound (5); the third batch is acked when nothing is
   // left to process; so is the lone fourth.
   CHECK(counts == std::vector<uint32_t>{6, 3, 3});
+  CHECK(log->payloads.size() == 12);
+}
+
+TEST_CASE_FIXTURE(subscriber_fixture,
+                  "subscriber: on the registry's node it acks each batch into its local acks "
+                  "and sends a message only when asked") {
+  auto [helper, log] = spawn_helper({"a"}, 40);
+  auto acks = spawn_recorder("registry");
+  auto counter = std::make_shared<local_acks>();
+  auto batch_of = [&](int first) {
+    notification_batch::builder out;
+    for (int i = first; i < first + 3; ++i) out.add("a", std::to_string(i), 1);
+    return out.finish(1).with_acks(counter);
+  };
+  caf::send_as(acks, helper, batch_of(0));
+  caf::send_as(acks, helper, batch_of(3));
+  sched.run();
+  CHECK(messages_of(acks).empty());
+  CHECK(counter->take() == 6);
+  CHECK(counter->take_and_wait() == 0);  // as a registry that waits to report a loss
+  caf::send_as(acks, helper, batch_of(6));
+  caf::send_as(acks, helper, batch_of(9));
+  sched.run();
+  REQUIRE(messages_of(acks).size() == 1);  // asked once, told once
+  auto& msg = messages_of(acks).front();
+  REQUIRE(msg.match_elements<ack_atom, std::string, uint32_t>());
+  CHECK(msg.get_as<std::string>(1) == "a");
+  CHECK(msg.get_as<uint32_t>(2) == 0);
+  CHECK(counter->take() == 6);
   CHECK(log->payloads.size() == 12);
 }
 
