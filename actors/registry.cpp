@@ -37,27 +37,30 @@ void untrack(registry_pointer self, const caf::actor_addr& who) {
 
 // -- acks ---------------------------------------------------------------------
 
-void bad_ack(registry_pointer self, const std::string& channel, uint64_t count,
-             uint32_t in_flight) {
+void bad_ack(registry_pointer self, const caf::actor_addr& who, const std::string& channel,
+             uint64_t count, uint32_t in_flight) {
   self->state.bad_acks += 1;
   logger()->warn("pgnotify: dropped an ack of {} on {:?} from {}, which has {} in flight there",
-                 count, channel, caf::to_string(self->current_sender()), in_flight);
+                 count, channel, caf::to_string(who), in_flight);
 }
 
-// Frees what a subscriber acked; an ack never frees credit that the subscriber
-// did not consume.
-void settle(registry_pointer self, const std::string& channel, uint32_t& in_flight,
-            uint64_t count) {
-  if (count > in_flight) {
-    bad_ack(self, channel, count, in_flight);
-    count = in_flight;
+// Frees what a subscriber on this node acked in its local_acks (`taken`). An
+// ack by message for more than is in flight frees nothing (the handler refuses
+// it); a local ack is already counted when the registry sees it, so more than
+// is in flight is a bad ack that frees what is in flight.
+void settle_local(registry_pointer self, const caf::actor_addr& who, const std::string& channel,
+                  uint32_t& in_flight, uint64_t taken) {
+  if (taken > in_flight) {
+    bad_ack(self, who, channel, taken, in_flight);
+    taken = in_flight;
   }
-  in_flight -= static_cast<uint32_t>(count);
+  in_flight -= static_cast<uint32_t>(taken);
 }
 
 // Collects what a subscriber on this node acked in its local_acks since the last look.
 void collect(registry_pointer self, const std::string& channel, subscription& sub) {
-  if (sub.acks) settle(self, channel, sub.in_flight, sub.acks->take());
+  if (sub.acks)
+    settle_local(self, sub.subscriber.address(), channel, sub.in_flight, sub.acks->take());
 }
 
 // A lagging subscriber hears of its loss once it has acked everything it was
@@ -66,8 +69,10 @@ void report_loss_when_caught_up(registry_pointer self, const std::string& channe
                                 subscription& sub) {
   if (sub.unreported == 0) return;
   if (sub.acks && sub.in_flight > 0) {
-    settle(self, channel, sub.in_flight, sub.acks->take_and_wait());
-    if (sub.in_flight == 0) sub.acks->take();  // no more word needed
+    auto who = sub.subscriber.address();
+    settle_local(self, who, channel, sub.in_flight, sub.acks->take_and_wait());
+    // Caught up: no more word needed (take stops waiting).
+    if (sub.in_flight == 0) settle_local(self, who, channel, sub.in_flight, sub.acks->take());
   }
   if (sub.in_flight > 0) return;
   send_to(self, sub.subscriber, lagged{channel, sub.unreported});
@@ -80,14 +85,15 @@ using cancelled_entry = decltype(registry_state::cancelled)::iterator;
 // asked to tell when that is.
 void settle_cancelled(registry_pointer self, cancelled_entry j) {
   auto& entry = j->second;
+  const auto& [who, channel] = j->first;
   if (entry.acks && entry.in_flight > 0) {
-    settle(self, j->first.second, entry.in_flight, entry.acks->take_and_wait());
-    if (entry.in_flight == 0) entry.acks->take();  // no more word needed
+    settle_local(self, who, channel, entry.in_flight, entry.acks->take_and_wait());
+    if (entry.in_flight == 0) settle_local(self, who, channel, entry.in_flight, entry.acks->take());
   }
   if (entry.in_flight > 0) return;
-  auto who = j->first.first;
+  auto gone = who;
   self->state.cancelled.erase(j);
-  untrack(self, who);
+  untrack(self, gone);
 }
 
 // Brings every count up to date with what subscribers on this node acked.
@@ -320,6 +326,7 @@ void dispatch(registry_pointer self, const std::string& channel, subscription_li
   caf::message shared;  // for subscribers on other nodes, made once
   for (auto& sub : subs) {
     collect(self, channel, sub);
+    report_loss_when_caught_up(self, channel, sub);  // lagged goes before the batch
     uint32_t room = sub.unreported > 0 ? 0 : sub.bound - std::min(sub.bound, sub.in_flight);
     uint32_t sent = std::min(room, count);
     if (sent > 0 && sub.acks) {
@@ -336,7 +343,7 @@ void dispatch(registry_pointer self, const std::string& channel, subscription_li
     sub.missed += count - sent;
     st.delivered += sent;
     st.missed += count - sent;
-    report_loss_when_caught_up(self, channel, sub);
+    report_loss_when_caught_up(self, channel, sub);  // asks a new laggard to tell
   }
 }
 
@@ -461,8 +468,10 @@ registry_actor::behavior_type registry(registry_pointer self, registry_settings 
           if (auto* sub = i->second.find(self->current_sender().get())) {
             // From a subscriber on this node, also word that it acked locally.
             collect(self, channel, *sub);
-            if (count > sub->in_flight) return bad_ack(self, channel, count, sub->in_flight);
-            sub->in_flight -= count;
+            if (count > sub->in_flight)
+              bad_ack(self, sub->subscriber.address(), channel, count, sub->in_flight);
+            else
+              sub->in_flight -= count;
             report_loss_when_caught_up(self, channel, *sub);
             return;
           }
@@ -473,13 +482,16 @@ registry_actor::behavior_type registry(registry_pointer self, registry_settings 
         auto j = cancelled.find({who, channel});
         if (j == cancelled.end()) {
           // Word from local acks (count 0) may come after they were collected.
-          if (count > 0) bad_ack(self, channel, count, 0);
+          if (count > 0 || !who || who.node() != self->node())
+            bad_ack(self, who, channel, count, 0);
           return;
         }
         auto& entry = j->second;
-        if (entry.acks) settle(self, channel, entry.in_flight, entry.acks->take());
-        if (count > entry.in_flight) return bad_ack(self, channel, count, entry.in_flight);
-        entry.in_flight -= count;
+        if (entry.acks) settle_local(self, who, channel, entry.in_flight, entry.acks->take());
+        if (count > entry.in_flight)
+          bad_ack(self, who, channel, count, entry.in_flight);
+        else
+          entry.in_flight -= count;
         settle_cancelled(self, j);
       },
   };

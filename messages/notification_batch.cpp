@@ -94,8 +94,10 @@ void notification_batch::builder::append(uint32_t channel_offset, uint32_t chann
 void notification_batch::builder::start() {
   // The last batch's buffers, once every copy of it is gone: a burst then reads
   // into memory that is already there (no allocation, no page faults).
+  // use_count() is a relaxed load in libstdc++ (and libc++); 1 means every
+  // other owner has let go, each with an acq_rel decrement, and none can come
+  // back: the fence makes their last reads happen before the rewrite.
   if (spare_ && spare_.use_count() == 1) {
-    // The last owner let go with a release; see its writes before reusing.
     std::atomic_thread_fence(std::memory_order_acquire);
     data_ = std::move(spare_);
     data_->text.clear();
@@ -115,7 +117,8 @@ notification_batch notification_batch::builder::finish(uint64_t generation) {
   text_hint_ = data_->text.size();
   entries_hint_ = data_->entries.size();
   // Kept for reuse unless it grew large (a burst of big payloads).
-  if (data_->text.capacity() <= max_spare_bytes) spare_ = data_;
+  if (data_->text.capacity() + data_->entries.capacity() * sizeof(entry) <= max_spare_bytes)
+    spare_ = data_;
   result.size_ = data_->entries.size();
   result.data_ = std::move(data_);
   return result;

@@ -34,9 +34,10 @@ struct notification {
 /// Where a subscriber on the registry's own node acks: an atomic count of the
 /// notifications it has processed, which the registry collects when it next
 /// sends to it, instead of an (ack_atom, channel, count) message per batch.
-/// Only a subscriber that lags needs to tell the registry (see add). Both sides
-/// use sequentially consistent operations, so an add that misses the registry's
-/// request for word is seen by the registry's take that follows the request.
+/// Only a subscriber that lags needs to tell the registry (see add). The add
+/// and the registry's request for word (take_and_wait) are sequentially
+/// consistent, so an add that misses the request is seen by the take that
+/// follows it. Ack each batch once, here or by message, never both.
 class alignas(64) local_acks {
  public:
   /// Subscriber: `count` more notifications processed. True if the registry

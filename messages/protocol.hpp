@@ -70,7 +70,9 @@ struct received_notifications {
 /// that the registry collects whenever it sends, and sends (ack_atom, channel,
 /// 0) only when local_acks::add asks for it (the registry waits to report a
 /// loss). pgnotify::ack (actors/subscriber.hpp) does either, as the batch asks.
-/// Acks by message remain valid on any node.
+/// Acks by message remain valid on any node; ack each batch one way only. A
+/// local ack for more than is in flight counts as a bad ack and frees only
+/// what is in flight (it cannot be refused: it is counted already).
 
 /// A subscriber's view of the sender of its batches: the registry, to which it
 /// sends nothing but acks (the registry checks them, and refuses anything
