@@ -15,11 +15,12 @@ struct subscriber_state {
   subscriber_callbacks callbacks;
   uint64_t snapshot = 0;
   size_t pending_replies = 0;
-  /// Acks wait until this many notifications of a channel are processed (an
-  /// eighth of the bound: what is processed and not yet acked still counts
-  /// against the bound, so 7/8 of it stays for what is queued), or until the
-  /// mailbox is empty; 1 while the bound is the bus's, which the helper does
-  /// not know.
+  /// For batches from another node (one from the bus's own node is acked at
+  /// once, into its local_acks): acks wait until this many notifications of a
+  /// channel are processed (an eighth of the bound: what is processed and not
+  /// yet acked still counts against the bound, so 7/8 of it stays for what is
+  /// queued), or until the mailbox is empty; 1 while the bound is the bus's,
+  /// which the helper does not know.
   uint32_t ack_every = 1;
   /// Processed, not yet acked, per channel (a helper has a few channels).
   std::vector<std::pair<std::string, uint32_t>> unacked;

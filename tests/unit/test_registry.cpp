@@ -102,6 +102,16 @@ struct registry_fixture : caf_fixture {
     return true;
   }
 
+  /// A subscriber with bound 4 that received "0".."2" and "3" of two batches
+  /// and missed "4".."6": lagging, not yet told.
+  caf::actor laggard() {
+    auto slow = spawn_recorder();
+    subscribe("a", slow, 4);
+    deliver("a", 0, 3);
+    deliver("a", 3, 4);
+    return slow;
+  }
+
   std::vector<lagged> lags(const caf::actor& who) {
     std::vector<lagged> result;
     for (auto& msg : messages_of(who))
@@ -329,11 +339,8 @@ TEST_CASE("registry: local_acks answers each request for word once and take stop
 TEST_CASE_FIXTURE(registry_fixture,
                   "registry: a refused ack by message does not make a lagging subscriber on "
                   "its node miss its word") {
-  auto slow = spawn_recorder();
-  subscribe("a", slow, 4);
-  deliver("a", 0, 3);
-  deliver("a", 3, 4);   // room for 1; lagging: the registry waits for word
-  ack(slow, "a", 100);  // refused (bad ack): it must still wait for word
+  auto slow = laggard();  // the registry waits for its word
+  ack(slow, "a", 100);    // refused (bad ack): it must still wait for word
   CHECK(ack_locally(slow, 0));
   CHECK(ack_locally(slow, 1));
   REQUIRE(lags(slow).size() == 1);
@@ -344,10 +351,7 @@ TEST_CASE_FIXTURE(registry_fixture,
 TEST_CASE_FIXTURE(registry_fixture,
                   "registry: a laggard on its node that caught up without word gets lagged "
                   "and then the next batch whole") {
-  auto slow = spawn_recorder();
-  subscribe("a", slow, 4);
-  deliver("a", 0, 3);
-  deliver("a", 3, 4);  // "3" sent, 4-6 missed
+  auto slow = laggard();
   // Processed and acked locally; the word it would send has not arrived yet.
   for (size_t i = 0; i < 2; ++i) {
     const auto& batch = messages_of(slow).at(i).get_as<notification_batch>(0);
