@@ -329,20 +329,21 @@ void finish_command(listener_pointer self, pg::command_result result) {
 
 void read_input(listener_pointer self) {
   auto& st = self->state;
-  auto before = st.buffer.size();
+  auto bytes_before = st.buffer.bytes();
   auto outcome = st.conn->read(st.buffer, st.settings.max_batch);
   if (outcome.lost) return drop_connection(self, "connection lost: " + st.conn->error_message());
-  bool got_something = st.buffer.size() > before || outcome.finished.has_value();
+  bool burst = st.buffer.bytes() - bytes_before >= pg::burst_bytes;
   if (outcome.finished) {
     finish_command(self, std::move(*outcome.finished));
     if (!st.conn) return;
   }
   if (st.now == phase::listening) hand_on(self);
-  // While reads bring something, read again after the messages just sent have
-  // been handled, instead of waiting for the socket: during a burst the
-  // listener never sleeps and nobody has to wake it. libpq or OpenSSL may also
-  // hold input that the socket will not report again.
-  if (got_something || outcome.more || st.conn->has_pending_input())
+  // During a burst, read again after the messages just sent have been handled
+  // instead of waiting for the socket: the listener never sleeps and nobody
+  // has to wake it. After a read of a few, wait for the socket: a read now
+  // would find nothing, and would delay the subscribers (latency). libpq or
+  // OpenSSL may also hold input that the socket will not report again.
+  if (burst || outcome.more || st.conn->has_pending_input())
     self->send(self, readable_atom_v, st.attempt);
   else
     st.conn->await(pg::readiness::readable, st.attempt);

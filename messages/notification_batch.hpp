@@ -134,6 +134,8 @@ class notification_batch::builder {
   void add(std::string_view channel, std::string_view payload, int32_t backend_pid);
   size_t size() const noexcept { return data_ ? data_->entries.size() : 0; }
   bool empty() const noexcept { return size() == 0; }
+  /// Bytes of channel names and payloads added (a repeated name counts once).
+  size_t bytes() const noexcept { return data_ ? data_->text.size() : 0; }
   /// The batch built so far, of `generation`; the builder starts a new one,
   /// with room for one as large.
   notification_batch finish(uint64_t generation);

@@ -29,6 +29,12 @@ struct command_result {
   std::vector<std::vector<std::string>> columns;
 };
 
+/// A read that brings at least this many bytes of channel names and payloads
+/// (some 30 notifications of 64 bytes, or one big one) is part of a burst: more is
+/// likely on its way, so read on rather than wait for the socket. A trickle
+/// brings less, and reading again would only find nothing, late.
+constexpr size_t burst_bytes = 2048;
+
 /// What one read found.
 struct read_outcome {
   bool lost = false;  ///< the connection is gone (error_message() says why)

@@ -176,11 +176,10 @@ read_outcome pq_connection::read(notification_batch::builder& out, size_t max) {
     return outcome;
   }
   // One PQconsumeInput reads at most libpq's free buffer (16 KB at first, some
-  // 170 notifications): read on while reads bring many notifications, so that
-  // a burst makes batches of up to `max` and what a batch costs is paid less
-  // often. A read that brought a few has most likely emptied the socket: hand
-  // them on without another recv (latency).
-  constexpr size_t burst = 16;
+  // 170 notifications): read on while reads bring a burst (burst_bytes), so
+  // that a burst makes batches of up to `max` and what a batch costs is paid
+  // less often. A smaller read has most likely emptied the socket: hand it on
+  // without another recv (latency).
   size_t taken = 0;
   bool consumed = true;
   for (;;) {
@@ -188,6 +187,7 @@ read_outcome pq_connection::read(notification_batch::builder& out, size_t max) {
     if (consumed) collect_results(outcome);
     // Whatever libpq parsed is handed out, also (especially) before a failure.
     auto before = taken;
+    auto bytes_before = out.bytes();
     while (taken < max) {
       PGnotify* n = PQnotifies(conn_);
       if (n == nullptr) break;
@@ -195,7 +195,8 @@ read_outcome pq_connection::read(notification_batch::builder& out, size_t max) {
       PQfreemem(n);
       ++taken;
     }
-    if (!consumed || taken == max || taken - before < burst) break;
+    if (!consumed || taken == max || taken == before || out.bytes() - bytes_before < burst_bytes)
+      break;
   }
   outcome.more = taken == max;
   outcome.lost = !consumed || PQstatus(conn_) == CONNECTION_BAD;
