@@ -63,17 +63,22 @@ void collect(registry_pointer self, const std::string& channel, subscription& su
     settle_local(self, sub.subscriber.address(), channel, sub.in_flight, sub.acks->take());
 }
 
+// For a subscription that waits for everything in flight to be acked: collects
+// its local acks and, while anything is left, asks it to tell when it acks more
+// (local_acks::add); once nothing is left it stops asking.
+void settle_and_wait(registry_pointer self, const caf::actor_addr& who, const std::string& channel,
+                     uint32_t& in_flight, local_acks* acks) {
+  if (acks == nullptr || in_flight == 0) return;
+  settle_local(self, who, channel, in_flight, acks->take_and_wait());
+  if (in_flight == 0) settle_local(self, who, channel, in_flight, acks->take());
+}
+
 // A lagging subscriber hears of its loss once it has acked everything it was
-// sent; one on this node is asked to tell when that is (local_acks::add).
+// sent.
 void report_loss_when_caught_up(registry_pointer self, const std::string& channel,
                                 subscription& sub) {
   if (sub.unreported == 0) return;
-  if (sub.acks && sub.in_flight > 0) {
-    auto who = sub.subscriber.address();
-    settle_local(self, who, channel, sub.in_flight, sub.acks->take_and_wait());
-    // Caught up: no more word needed (take stops waiting).
-    if (sub.in_flight == 0) settle_local(self, who, channel, sub.in_flight, sub.acks->take());
-  }
+  settle_and_wait(self, sub.subscriber.address(), channel, sub.in_flight, sub.acks.get());
   if (sub.in_flight > 0) return;
   send_to(self, sub.subscriber, lagged{channel, sub.unreported});
   sub.unreported = 0;
@@ -81,15 +86,11 @@ void report_loss_when_caught_up(registry_pointer self, const std::string& channe
 
 using cancelled_entry = decltype(registry_state::cancelled)::iterator;
 
-// cancelled -> gone once everything it was sent is acked; one on this node is
-// asked to tell when that is.
+// cancelled -> gone once everything it was sent is acked.
 void settle_cancelled(registry_pointer self, cancelled_entry j) {
   auto& entry = j->second;
   const auto& [who, channel] = j->first;
-  if (entry.acks && entry.in_flight > 0) {
-    settle_local(self, who, channel, entry.in_flight, entry.acks->take_and_wait());
-    if (entry.in_flight == 0) settle_local(self, who, channel, entry.in_flight, entry.acks->take());
-  }
+  settle_and_wait(self, who, channel, entry.in_flight, entry.acks.get());
   if (entry.in_flight > 0) return;
   auto gone = who;
   self->state.cancelled.erase(j);

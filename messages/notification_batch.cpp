@@ -29,10 +29,9 @@ notification_batch notification_batch::first(size_t count) const {
   return result;
 }
 
-notification_batch notification_batch::with_acks(std::shared_ptr<local_acks> acks) const {
-  notification_batch result = *this;
-  result.acks_ = std::move(acks);
-  return result;
+notification_batch notification_batch::with_acks(std::shared_ptr<local_acks> acks) && {
+  acks_ = std::move(acks);
+  return std::move(*this);
 }
 
 notification_batch notification_batch::only(std::string_view channel) const {
@@ -60,35 +59,24 @@ notification_batch notification_batch::from_wire(const std::vector<wire_item>& i
 void notification_batch::builder::add(std::string_view channel, std::string_view payload,
                                       int32_t backend_pid) {
   if (!data_) start();
-  const auto& text = data_->text;
-  const auto& entries = data_->entries;
-  // A channel name repeated from the previous notification is not copied again.
-  if (!entries.empty() && std::string_view{text.data() + entries.back().channel_offset,
-                                           entries.back().channel_size} == channel)
-    return append(entries.back().channel_offset, entries.back().channel_size, payload, backend_pid);
-  auto channel_offset = static_cast<uint32_t>(text.size());
-  check_fits(channel.size() + payload.size());
-  data_->text.append(channel);
-  append(channel_offset, static_cast<uint32_t>(channel.size()), payload, backend_pid);
-}
-
-void notification_batch::builder::check_fits(size_t bytes) {
-  if (data_->text.size() + bytes > std::numeric_limits<uint32_t>::max())
-    throw std::length_error("pgnotify: a notification batch holds at most 4 GiB");
-}
-
-void notification_batch::builder::append(uint32_t channel_offset, uint32_t channel_size,
-                                         std::string_view payload, int32_t backend_pid) {
-  check_fits(payload.size());
   auto& text = data_->text;
+  auto& entries = data_->entries;
+  if (text.size() + channel.size() + payload.size() > std::numeric_limits<uint32_t>::max())
+    throw std::length_error("pgnotify: a notification batch holds at most 4 GiB");
   entry e{};
-  e.channel_offset = channel_offset;
-  e.channel_size = channel_size;
+  if (!entries.empty() && std::string_view{text.data() + entries.back().channel_offset,
+                                           entries.back().channel_size} == channel) {
+    e.channel_offset = entries.back().channel_offset;
+  } else {
+    e.channel_offset = static_cast<uint32_t>(text.size());
+    text.append(channel);
+  }
+  e.channel_size = static_cast<uint32_t>(channel.size());
   e.payload_offset = static_cast<uint32_t>(text.size());
   e.payload_size = static_cast<uint32_t>(payload.size());
   e.backend_pid = backend_pid;
   text.append(payload);
-  data_->entries.push_back(e);
+  entries.push_back(e);
 }
 
 void notification_batch::builder::start() {

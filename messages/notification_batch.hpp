@@ -96,8 +96,8 @@ class notification_batch {
   /// set by a registry on the recipient's node, null from another node (it
   /// does not travel). Acking is pgnotify::ack's job (actors/subscriber.hpp).
   local_acks* acks() const noexcept { return acks_.get(); }
-  /// This batch, acked into `acks`.
-  notification_batch with_acks(std::shared_ptr<local_acks> acks) const;
+  /// This batch, acked into `acks` (moved from: no copy on the hot path).
+  notification_batch with_acks(std::shared_ptr<local_acks> acks) &&;
 
   /// The form a batch takes on the wire: one element per notification.
   struct wire_item {
@@ -145,10 +145,6 @@ class notification_batch::builder {
  private:
   static constexpr size_t max_spare_bytes = 1 << 20;
   void start();
-  /// Throws std::length_error unless `bytes` more fit the 32-bit offsets.
-  void check_fits(size_t bytes);
-  void append(uint32_t channel_offset, uint32_t channel_size, std::string_view payload,
-              int32_t backend_pid);
 
   std::shared_ptr<storage> data_;
   std::shared_ptr<storage> spare_;  ///< the last batch's storage, reused once nobody holds it

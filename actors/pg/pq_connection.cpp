@@ -186,7 +186,6 @@ read_outcome pq_connection::read(notification_batch::builder& out, size_t max) {
     consumed = PQconsumeInput(conn_) != 0;
     if (consumed) collect_results(outcome);
     // Whatever libpq parsed is handed out, also (especially) before a failure.
-    auto before = taken;
     auto bytes_before = out.bytes();
     while (taken < max) {
       PGnotify* n = PQnotifies(conn_);
@@ -195,8 +194,7 @@ read_outcome pq_connection::read(notification_batch::builder& out, size_t max) {
       PQfreemem(n);
       ++taken;
     }
-    if (!consumed || taken == max || taken == before || out.bytes() - bytes_before < burst_bytes)
-      break;
+    if (!consumed || taken == max || out.bytes() - bytes_before < burst_bytes) break;
   }
   outcome.more = taken == max;
   outcome.lost = !consumed || PQstatus(conn_) == CONNECTION_BAD;

@@ -365,6 +365,23 @@ TEST_CASE_FIXTURE(registry_fixture,
   CHECK(stats().missed == 3);
 }
 
+TEST_CASE_FIXTURE(registry_fixture,
+                  "registry: a local ack for more than is in flight is a bad ack that frees "
+                  "only what is in flight") {
+  auto s = spawn_recorder();
+  subscribe("a", s, 4);
+  deliver("a", 0, 3);
+  const auto& batch = messages_of(s).at(0).get_as<notification_batch>(0);
+  CHECK_FALSE(batch.acks()->add(10));
+  auto st = stats();
+  CHECK(st.bad_acks == 1);
+  REQUIRE(st.subscriptions.size() == 1);
+  CHECK(st.subscriptions[0].in_flight == 0);
+  deliver("a", 3, 4);  // the bound is whole again, not overdrawn
+  CHECK(payloads(s) == range(0, 7));
+  CHECK(stats().subscriptions[0].in_flight == 4);
+}
+
 TEST_CASE_FIXTURE(registry_fixture, "registry: memory stays bounded while a subscriber stalls") {
   auto stalled = sys.spawn(recorder, std::string{"stalled"});
   auto healthy = spawn_recorder();
