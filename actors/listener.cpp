@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -61,7 +62,10 @@ struct listener_state {
   caf::actor_clock::time_point connected_at;
   caf::actor_clock::time_point retry_at;
   notification_batch::builder buffer;  ///< read, not yet handed to the registry
-  std::deque<command> commands;        ///< the front one is in flight if command_in_flight
+  /// The registry's smallest bound on this node: a read hands on at most
+  /// min(settings.max_batch, batch_limit).
+  uint32_t batch_limit = std::numeric_limits<uint32_t>::max();
+  std::deque<command> commands;  ///< the front one is in flight if command_in_flight
   bool command_in_flight = false;
   uint64_t commands_sent = 0;         ///< numbers commands for their deadlines (0: the connect)
   std::vector<std::string> listened;  ///< acknowledged by the server on this connection
@@ -330,7 +334,7 @@ void finish_command(listener_pointer self, pg::command_result result) {
 void read_input(listener_pointer self) {
   auto& st = self->state;
   auto bytes_before = st.buffer.bytes();
-  auto outcome = st.conn->read(st.buffer, st.settings.max_batch);
+  auto outcome = st.conn->read(st.buffer, std::min<size_t>(st.settings.max_batch, st.batch_limit));
   if (outcome.lost) return drop_connection(self, "connection lost: " + st.conn->error_message());
   bool burst = st.buffer.bytes() - bytes_before >= pg::burst_bytes;
   if (outcome.finished) {
@@ -436,6 +440,7 @@ listener_actor::behavior_type listener(listener_pointer self, pg::connection_fac
       },
       [=](listen_atom, const std::string& channel) { return add_channel(self, channel); },
       [=](unlisten_atom, const std::string& channel) { remove_channel(self, channel); },
+      [=](batch_limit_atom, uint32_t limit) { self->state.batch_limit = std::max(limit, 1u); },
       [=](listening_atom) { return server_listening(self); },
       [=](status_atom) { return current_status(self); },
   };

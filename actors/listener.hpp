@@ -37,9 +37,10 @@ struct listener_settings {
   health_check_settings health;
   /// Quit with errc::gave_up after this many failed attempts in a row; 0 = never give up.
   uint32_t max_failed_attempts = 0;
-  /// At most this many notifications per message to the registry; libpq keeps
-  /// the rest for the next turn, so other messages interleave.
-  size_t max_batch = 256;
+  /// At most this many notifications per message to the registry (and at
+  /// most the registry's batch limit, see batch_limit_atom); libpq keeps the
+  /// rest for the next turn, so other messages interleave.
+  size_t max_batch = 1024;
   /// A connect (all of libpq's steps) that takes longer fails; 0 = no limit.
   caf::timespan connect_timeout = std::chrono::seconds(10);
   /// The generation before the first connect: 0 for a new bus, the last one

@@ -1,6 +1,7 @@
 #include "registry_state.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <optional>
 
 #include <caf/make_message.hpp>
@@ -108,6 +109,31 @@ void collect_all(registry_pointer self) {
   for (auto j = st.cancelled.begin(); j != st.cancelled.end();) settle_cancelled(self, j++);
 }
 
+// -- the listener's batch limit ----------------------------------------------
+
+// A subscription on this node (one with local acks) counts its bound, or stops
+// counting it.
+void count_bound(registry_pointer self, const subscription& sub, bool counted) {
+  if (!sub.acks) return;
+  auto& bounds = self->state.local_bounds;
+  if (counted) {
+    ++bounds[sub.bound];
+  } else if (auto i = bounds.find(sub.bound); i != bounds.end() && --i->second == 0) {
+    bounds.erase(i);
+  }
+}
+
+// A batch larger than a subscriber's bound would cut that subscriber even if it
+// keeps up: the listener hands on at most the smallest bound on this node.
+void publish_batch_limit(registry_pointer self) {
+  auto& st = self->state;
+  auto limit = st.local_bounds.empty() ? std::numeric_limits<uint32_t>::max()
+                                       : st.local_bounds.begin()->first;
+  if (limit == st.batch_limit || !st.listener) return;
+  st.batch_limit = limit;
+  self->send(st.listener, batch_limit_atom_v, limit);
+}
+
 caf::error unknown_channel(const std::string& channel) {
   return make_error(errc::unknown_channel, "not one of the bus's channels: " + channel);
 }
@@ -130,7 +156,10 @@ void drop_if_unused(registry_pointer self, const std::string& channel) {
 void activate(registry_pointer self, const std::string& channel, subscription_list& subs,
               const caf::actor& who, uint32_t bound) {
   if (auto* existing = subs.find(who)) {
+    count_bound(self, *existing, false);
     existing->bound = bound;  // subscribing again only updates the bound
+    count_bound(self, *existing, true);
+    publish_batch_limit(self);
     return;
   }
   track(self, who);
@@ -143,7 +172,9 @@ void activate(registry_pointer self, const std::string& channel, subscription_li
     untrack(self, who.address());
   }
   if (!sub.acks && who.node() == self->node()) sub.acks = std::make_shared<local_acks>();
+  count_bound(self, sub, true);
   subs.add(std::move(sub));
+  publish_batch_limit(self);
 }
 
 // active -> cancelled (notifications unacked) or gone. May erase the channel.
@@ -162,8 +193,10 @@ void deactivate(registry_pointer self, const std::string& channel, subscription_
   } else {
     untrack(self, who);
   }
+  count_bound(self, sub, false);
   auto* gone = &sub;
   subs.remove_if([&](const subscription& s) { return &s == gone; });
+  publish_batch_limit(self);
   if (cancelled) settle_cancelled(self, *cancelled);
   drop_if_unused(self, channel);
 }
@@ -273,10 +306,14 @@ void forget(registry_pointer self, const caf::actor_addr& who) {
   auto& st = self->state;
   std::vector<std::string> emptied;
   for (auto& [channel, subs] : st.channels) {
-    if (subs.remove_if([&](const subscription& s) { return s.subscriber.address() == who; }) > 0 &&
-        subs.empty())
-      emptied.push_back(channel);
+    auto removed = subs.remove_if([&](const subscription& s) {
+      if (s.subscriber.address() != who) return false;
+      count_bound(self, s, false);
+      return true;
+    });
+    if (removed > 0 && subs.empty()) emptied.push_back(channel);
   }
+  publish_batch_limit(self);
   for (const auto& channel : emptied) drop_if_unused(self, channel);
   // Its subscribe requests are still answered when their LISTEN lands.
   for (auto& [channel, pending] : st.pending_listens) {
@@ -408,6 +445,8 @@ registry_actor::behavior_type registry(registry_pointer self, registry_settings 
           return;
         }
         st.listener = std::move(lis);
+        st.batch_limit = std::numeric_limits<uint32_t>::max();  // what a new listener assumes
+        publish_batch_limit(self);
       },
       [=](reconnects_atom, caf::actor who) -> caf::result<uint64_t> {
         if (!who)

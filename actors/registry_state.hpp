@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <memory>
 #include <set>
@@ -132,6 +133,12 @@ struct registry_state {
   /// with them in flight.
   std::map<std::pair<caf::actor_addr, std::string>, unacked> cancelled;
   std::vector<caf::actor> reconnect_subscribers;
+  /// The bounds of the active subscriptions on this node, each with how many
+  /// have it: the smallest is the listener's batch limit (see batch_limit_atom).
+  /// Subscribers on other nodes do not count: a stranger must not shrink every
+  /// batch, and their acks come by message, later anyway.
+  std::map<uint32_t, size_t> local_bounds;
+  uint32_t batch_limit = std::numeric_limits<uint32_t>::max();  ///< as last sent
   /// How many entries (active, pending and cancelled subscriptions, reconnect
   /// subscriptions) each monitored actor has in the tables above.
   std::unordered_map<caf::actor_addr, size_t> monitored;

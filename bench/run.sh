@@ -19,7 +19,7 @@
 #                                     earlier version, built there beforehand) in
 #                                     w1-w3, interleaved with the others
 #
-# MAX_BATCH=N (default 256) is the pgnotify client's bus_settings::max_batch.
+# MAX_BATCH=N (default: the library's) is the pgnotify client's bus_settings::max_batch.
 # PGNOTIFY_BENCH_BUILD_DIR (default build-bench) is the build directory; an
 # existing build (such as scripts/test.sh's build/) is only brought up to date.
 set -euo pipefail

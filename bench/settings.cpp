@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include <pgnotify/actors/bus.hpp>
+
 namespace pgnotify::bench {
 
 namespace {
@@ -129,7 +131,7 @@ std::optional<std::string> parse_settings(int argc, char** argv, settings& out) 
        {env_number("N", max_u32, default_n(out.kind), n),
         env_number("K", max_u32, default_k(out.kind), k),
         env_number("STALLED_BOUND", max_u32, 256, bound),
-        env_number("MAX_BATCH", max_u32, 256, max_batch),
+        env_number("MAX_BATCH", max_u32, bus_settings{}.max_batch, max_batch),
         env_number("CHANNELS", 100'000, 1'000, channels),
         env_number("IDLE_SECONDS", 3'600, 10, idle), env_number("TIMEOUT_S", 3'600, 120, patience)})
     if (err) return err;

@@ -3,6 +3,7 @@
 // event happens, then these messages leave.
 #include <doctest/doctest.h>
 
+#include <limits>
 #include <optional>
 #include <stdexcept>
 
@@ -201,6 +202,24 @@ TEST_CASE_FIXTURE(listener_fixture,
   CHECK(batches() == 3);
   CHECK(registry_log() ==
         std::vector<std::string>{"reconnected 1", "1 @1", "2 @1", "3 @1", "4 @1", "5 @1"});
+}
+
+TEST_CASE_FIXTURE(listener_fixture,
+                  "listener: a read hands on at most the registry's batch limit") {
+  auto settings = settings_for({"a"});
+  settings.max_batch = 3;
+  start(settings);
+  self->send(lis, batch_limit_atom_v, uint32_t{2});  // the smallest bound is 2
+  for (auto payload : {"1", "2", "3", "4", "5"}) server->notify("a", payload);
+  sched.run();
+  CHECK(batches() == 3);
+  // No subscriber on the node: max_batch alone limits a read.
+  self->send(lis, batch_limit_atom_v, std::numeric_limits<uint32_t>::max());
+  for (auto payload : {"6", "7", "8", "9"}) server->notify("a", payload);
+  sched.run();
+  CHECK(batches() == 5);
+  CHECK(registry_log() == std::vector<std::string>{"reconnected 1", "1 @1", "2 @1", "3 @1", "4 @1",
+                                                   "5 @1", "6 @1", "7 @1", "8 @1", "9 @1"});
 }
 
 TEST_CASE_FIXTURE(listener_fixture,

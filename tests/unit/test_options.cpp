@@ -43,7 +43,7 @@ TEST_CASE("options: config/pgnotify.ini states exactly the built-in defaults") {
   // program's, serve's (bus.default_bound) the library's.
   CHECK(builtin.listen_bound == 65536);
   CHECK(builtin.bus.default_bound == 256);
-  CHECK(builtin.bus.max_batch == 256);
+  CHECK(builtin.bus.max_batch == 1024);
   CHECK(builtin.bus.backoff.initial == caf::timespan{500ms});
   CHECK(builtin.bus.backoff.max == caf::timespan{30s});
 }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <limits>
 #include <map>
 #include <ostream>
 #include <random>
@@ -884,6 +885,42 @@ TEST_CASE_FIXTURE(remote_fixture,
   CHECK(st.bad_acks == 1);
   for (const auto& sub : st.subscriptions)
     if (sub.subscriber == r1.address()) CHECK(sub.in_flight == 0);
+}
+
+TEST_CASE_FIXTURE(remote_fixture,
+                  "registry: the listener's batch limit is the smallest bound on the bus's node") {
+  // The scoped actor plays the listener: what the registry has sent it so far.
+  auto limits = [&] {
+    std::vector<uint32_t> result;
+    for (auto msg = next_message(); !msg.empty(); msg = next_message())
+      if (msg.match_elements<batch_limit_atom, uint32_t>())
+        result.push_back(msg.get_as<uint32_t>(1));
+    return result;
+  };
+  constexpr auto none = std::numeric_limits<uint32_t>::max();
+  auto s1 = spawn_recorder(), s2 = spawn_recorder();
+  subscribe("a", s1, 300);
+  subscribe("b", s2, 100);
+  subscribe("b", s1, 300);  // the same bound again: no change
+  CHECK(limits() == std::vector<uint32_t>{300, 100});
+  // Another node's subscriber does not count, however small its bound.
+  subscribe("a", remote_on(node_a), 1);
+  CHECK(limits().empty());
+  subscribe("a", s1, 50);  // a new bound for an active subscription
+  CHECK(limits() == std::vector<uint32_t>{50});
+  REQUIRE(ask<caf::ok_atom>(unsubscribe_atom_v, std::string{"a"}, s1));
+  CHECK(limits() == std::vector<uint32_t>{100});
+  caf::anon_send_exit(s2, caf::exit_reason::kill);
+  sched.run();
+  CHECK(limits() == std::vector<uint32_t>{300});  // s1 on "b" is left
+  REQUIRE(ask<caf::ok_atom>(unsubscribe_atom_v, std::string{"b"}, s1));
+  CHECK(limits() == std::vector<uint32_t>{none});
+  // A new listener (one the bus restarted) hears the limit at once.
+  subscribe("a", s1, 7);
+  CHECK(limits() == std::vector<uint32_t>{7});
+  self->send(reg, caf::actor_cast<listener_actor>(caf::actor{self}));
+  sched.run();
+  CHECK(limits() == std::vector<uint32_t>{7});
 }
 
 TEST_CASE_FIXTURE(remote_fixture, "registry: a remote node may unsubscribe only its own actors") {
