@@ -1053,6 +1053,10 @@ TEST_CASE_FIXTURE(churn_fixture,
     REQUIRE(held == model);
     REQUIRE(listening() == std::vector<std::string>(wanted.begin(), wanted.end()));
     REQUIRE(st.bad_acks == 0);
+    // The listener was last told the smallest bound of a live subscription.
+    auto smallest = std::numeric_limits<uint32_t>::max();
+    for (const auto& sub : st.subscriptions) smallest = std::min(smallest, sub.bound);
+    REQUIRE(state_of<registry_state, registry_actor::base>(reg).batch_limit == smallest);
   };
 
   const int operations = 100'000;
@@ -1167,6 +1171,7 @@ TEST_CASE_FIXTURE(churn_fixture,
   sched.run();
   auto st = stats();
   CHECK(st.tables == at_rest(fixed.size()));
+  CHECK(state_of<registry_state, registry_actor::base>(reg).local_bounds.empty());
   CHECK(listening() == fixed);
   CHECK(channels() == fixed);
   CHECK(st.bad_acks == 0);
