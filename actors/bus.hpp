@@ -32,11 +32,11 @@ struct bus_settings {
   health_check_settings health;
   /// The bus quits with errc::gave_up after this many failures in a row; 0 = never.
   uint32_t max_failed_attempts = 0;
-  /// At most this many notifications per batch, and never more than the
-  /// smallest bound of the subscribers on the bus's node (so that a burst does
-  /// not cut a subscriber that keeps up): what a read brought beyond it
-  /// follows in further batches at once. Larger batches mean fewer messages
-  /// per notification; raise the bounds too for throughput.
+  /// At most this many notifications per batch, and no more than the smallest
+  /// bound of a subscriber (one on another node counts at least default_bound),
+  /// so that a burst does not cut a subscriber that keeps up: what a read
+  /// brought beyond it follows in further batches at once. Larger batches mean
+  /// fewer messages per notification; raise the bounds too for throughput.
   size_t max_batch = 1024;
   connection_defaults connection;
   /// Notifications a subscriber may have unacked before it starts missing some.

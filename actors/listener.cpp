@@ -62,8 +62,8 @@ struct listener_state {
   caf::actor_clock::time_point connected_at;
   caf::actor_clock::time_point retry_at;
   notification_batch::builder buffer;  ///< read, not yet handed to the registry
-  /// The registry's smallest bound on this node: a read hands on at most
-  /// min(settings.max_batch, batch_limit).
+  /// The registry's smallest bound (batch_limit_atom): a read hands on at
+  /// most min(settings.max_batch, batch_limit).
   uint32_t batch_limit = std::numeric_limits<uint32_t>::max();
   std::deque<command> commands;  ///< the front one is in flight if command_in_flight
   bool command_in_flight = false;
@@ -342,11 +342,14 @@ void read_input(listener_pointer self) {
     if (!st.conn) return;
   }
   if (st.now == phase::listening) hand_on(self);
-  // During a burst, read again after the messages just sent have been handled
-  // instead of waiting for the socket: the listener never sleeps and nobody
-  // has to wake it. After a read of a few, wait for the socket: a read now
-  // would find nothing, and would delay the subscribers (latency). libpq or
-  // OpenSSL may also hold input that the socket will not report again.
+  // During a burst, read again without waiting for the socket: the listener
+  // never sleeps and nobody has to wake it. The self-sent message queues
+  // behind the listener's other messages (commands, status), which it does not
+  // starve; with CAF's default scheduler.max-throughput (unlimited) it runs in
+  // this same turn, so a burst is read up before the registry runs. After a
+  // read of a few, wait for the socket: a read now would find nothing, and
+  // would delay the subscribers (latency). libpq or OpenSSL may also hold
+  // input that the socket will not report again.
   if (burst || outcome.more || st.conn->has_pending_input())
     self->send(self, readable_atom_v, st.attempt);
   else

@@ -111,24 +111,30 @@ void collect_all(registry_pointer self) {
 
 // -- the listener's batch limit ----------------------------------------------
 
-// A subscription on this node (one with local acks) counts its bound, or stops
-// counting it.
+// What a subscription counts toward the batch limit: its bound, or for one on
+// another node at least the default bound, so that a stranger's bound of 1
+// cannot shrink every batch (and a remote subscriber with the default bound is
+// not cut by a burst it keeps up with).
+uint32_t counted_bound(const registry_state& st, const subscription& sub) {
+  return sub.acks ? sub.bound : std::max(sub.bound, st.default_bound);
+}
+
+// An active subscription starts or stops counting its bound.
 void count_bound(registry_pointer self, const subscription& sub, bool counted) {
-  if (!sub.acks) return;
-  auto& bounds = self->state.local_bounds;
+  auto& bounds = self->state.bounds;
+  auto bound = counted_bound(self->state, sub);
   if (counted) {
-    ++bounds[sub.bound];
-  } else if (auto i = bounds.find(sub.bound); i != bounds.end() && --i->second == 0) {
+    ++bounds[bound];
+  } else if (auto i = bounds.find(bound); i != bounds.end() && --i->second == 0) {
     bounds.erase(i);
   }
 }
 
 // A batch larger than a subscriber's bound would cut that subscriber even if it
-// keeps up: the listener hands on at most the smallest bound on this node.
+// keeps up: the listener hands on at most the smallest counted bound.
 void publish_batch_limit(registry_pointer self) {
   auto& st = self->state;
-  auto limit = st.local_bounds.empty() ? std::numeric_limits<uint32_t>::max()
-                                       : st.local_bounds.begin()->first;
+  auto limit = st.bounds.empty() ? std::numeric_limits<uint32_t>::max() : st.bounds.begin()->first;
   if (limit == st.batch_limit || !st.listener) return;
   st.batch_limit = limit;
   self->send(st.listener, batch_limit_atom_v, limit);

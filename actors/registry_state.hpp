@@ -133,11 +133,10 @@ struct registry_state {
   /// with them in flight.
   std::map<std::pair<caf::actor_addr, std::string>, unacked> cancelled;
   std::vector<caf::actor> reconnect_subscribers;
-  /// The bounds of the active subscriptions on this node, each with how many
-  /// have it: the smallest is the listener's batch limit (see batch_limit_atom).
-  /// Subscribers on other nodes do not count: a stranger must not shrink every
-  /// batch, and their acks come by message, later anyway.
-  std::map<uint32_t, size_t> local_bounds;
+  /// The bounds of the active subscriptions, each with how many have it (one
+  /// on another node counts at least default_bound): the smallest is the
+  /// listener's batch limit (see batch_limit_atom).
+  std::map<uint32_t, size_t> bounds;
   uint32_t batch_limit = std::numeric_limits<uint32_t>::max();  ///< as last sent
   /// How many entries (active, pending and cancelled subscriptions, reconnect
   /// subscriptions) each monitored actor has in the tables above.

@@ -36,8 +36,9 @@ struct settings {
   uint64_t n = 0;                ///< N: notifications the sender sends
   uint32_t k = 0;                ///< K: subscribers (w2: of the channel, w5: of the other channels)
   uint32_t stalled_bound = 256;  ///< STALLED_BOUND (w4)
-  uint64_t max_batch =
-      0;  ///< MAX_BATCH: bus_settings::max_batch of the pgnotify client (default: the library's)
+  /// MAX_BATCH: bus_settings::max_batch of the pgnotify client (parse_settings
+  /// sets the library's default).
+  uint64_t max_batch = 0;
   uint32_t other_channels = 1000;          ///< CHANNELS (w5): channels besides CHANNEL
   std::chrono::seconds idle_duration{10};  ///< IDLE_SECONDS (idle)
   std::chrono::seconds patience{120};      ///< TIMEOUT_S: longest wait for progress

@@ -256,9 +256,10 @@ using listener_actor = caf::typed_actor<
   // the next connect LISTENs on it). UNLISTEN when its last subscriber is gone.
   caf::replies_to<listen_atom, std::string>::with<caf::ok_atom>,
   caf::reacts_to<unlisten_atom, std::string>,
-  // registry -> listener: the smallest bound of the subscribers on the bus's
-  // node (UINT32_MAX: none); a read hands on at most this many, so a burst does
-  // not cut a subscriber that keeps up.
+  // registry -> listener: the smallest bound of the subscribers (one on
+  // another node counts at least the default bound; UINT32_MAX: none); a read
+  // hands on at most this many, so a burst does not cut a subscriber that
+  // keeps up.
   caf::reacts_to<batch_limit_atom, uint32_t>,
   // pg_listening_channels() as the server reports it for this connection.
   caf::replies_to<listening_atom>::with<std::vector<std::string>>,

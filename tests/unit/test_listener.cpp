@@ -213,13 +213,17 @@ TEST_CASE_FIXTURE(listener_fixture,
   for (auto payload : {"1", "2", "3", "4", "5"}) server->notify("a", payload);
   sched.run();
   CHECK(batches() == 3);
-  // No subscriber on the node: max_batch alone limits a read.
+  // No subscriber: max_batch alone limits a read (3 + 3, not 2 + 2 + 2).
   self->send(lis, batch_limit_atom_v, std::numeric_limits<uint32_t>::max());
-  for (auto payload : {"6", "7", "8", "9"}) server->notify("a", payload);
+  for (auto payload : {"6", "7", "8", "9", "10", "11"}) server->notify("a", payload);
   sched.run();
   CHECK(batches() == 5);
-  CHECK(registry_log() == std::vector<std::string>{"reconnected 1", "1 @1", "2 @1", "3 @1", "4 @1",
-                                                   "5 @1", "6 @1", "7 @1", "8 @1", "9 @1"});
+  // A limit of 0 reads one at a time (it must not read nothing, forever).
+  self->send(lis, batch_limit_atom_v, uint32_t{0});
+  for (auto payload : {"12", "13"}) server->notify("a", payload);
+  sched.run();
+  CHECK(batches() == 7);
+  CHECK(registry_log().back() == "13 @1");
 }
 
 TEST_CASE_FIXTURE(listener_fixture,
